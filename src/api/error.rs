@@ -1,0 +1,223 @@
+//! [`ApiError`]: the one error type of the HTTP API and its one mapping to responses.
+//!
+//! Every error body is `{"error_code", "message", "request_id"}` with a stable code and a
+//! fixed message: never the submitted value (which can be PHI), never an internal cause.
+//! 5xx causes go to the log (by request id), not to the client. actix's own extractor
+//! errors are converted here too, so their default texts (which echo input) never leave.
+
+use std::error::Error as StdError;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the JSON this endpoint takes.
+    #[error("the request body is not valid JSON for this endpoint")]
+    MalformedJson,
+    /// A path or query parameter has the wrong shape.
+    #[error("a path or query parameter is not valid")]
+    BadParameter,
+    /// The request body is not `application/json`.
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    /// The body exceeds the configured limit.
+    #[error("the request body is larger than allowed")]
+    PayloadTooLarge,
+    /// The body arrived slower than the minimum rate.
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
+    /// The body ended or failed before it was complete.
+    #[error("the request body was incomplete")]
+    IncompleteBody,
+    /// A field failed validation; `field` names it, `code` says how.
+    #[error("field `{field}` is not valid ({code})")]
+    InvalidField {
+        /// The field's name.
+        field: &'static str,
+        /// A stable reason code.
+        code: &'static str,
+    },
+    /// No valid credential was presented.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The credential is valid but lacks permission.
+    #[error("not permitted")]
+    Forbidden,
+    /// No such resource.
+    #[error("no such resource")]
+    NotFound,
+    /// The resource exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Methods the resource accepts, for the `Allow` header.
+        allow: &'static str,
+    },
+    /// The resource already exists.
+    #[error("the resource already exists")]
+    Conflict,
+    /// This client address holds too many connections.
+    #[error("too many connections from this address")]
+    TooManyConnections,
+    /// A dependency (the database) is not available.
+    #[error("the service is not ready")]
+    NotReady {
+        /// A stable reason code.
+        reason: &'static str,
+    },
+    /// Anything unexpected; the cause is logged, never returned.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// Stable machine-readable code.
+    pub error_code: &'static str,
+    /// Fixed human-readable message.
+    pub message: String,
+    /// The request's id, as in the `x-request-id` header.
+    pub request_id: &'a str,
+}
+
+impl ApiError {
+    /// Wraps any error as an internal error (logged, not shown).
+    pub fn internal(e: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    /// The stable code in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::BadParameter => "bad_parameter",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::BodyTimeout => "body_timeout",
+            Self::IncompleteBody => "incomplete_body",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::TooManyConnections => "too_many_connections",
+            Self::NotReady { .. } => "not_ready",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The error for a bare status produced outside our handlers (actix's router, say).
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed { allow: "" },
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::REQUEST_TIMEOUT => Self::BodyTimeout,
+            StatusCode::UNAUTHORIZED => Self::Unauthenticated,
+            StatusCode::FORBIDDEN => Self::Forbidden,
+            StatusCode::CONFLICT => Self::Conflict,
+            StatusCode::SERVICE_UNAVAILABLE => Self::NotReady {
+                reason: "unavailable",
+            },
+            s if s.is_client_error() => Self::BadParameter,
+            _ => Self::Internal("unexpected error status".into()),
+        }
+    }
+
+    /// Renders the full response for the request `request_id`.
+    pub fn to_response(&self, request_id: &str) -> HttpResponse {
+        let message = match self {
+            Self::NotReady { reason } => format!("the service is not ready ({reason})"),
+            other => other.to_string(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::MethodNotAllowed { allow } if !allow.is_empty() => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            Self::Unauthenticated => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            // The unread rest of the body would be taken for the next request: close.
+            Self::PayloadTooLarge
+            | Self::BodyTimeout
+            | Self::IncompleteBody
+            | Self::TooManyConnections => {
+                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error_code: self.code(),
+            message,
+            request_id,
+        })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson
+            | Self::BadParameter
+            | Self::InvalidField { .. }
+            | Self::IncompleteBody => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::TooManyConnections | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The request id is filled in by the request guard, which renders every error body.
+    fn error_response(&self) -> HttpResponse {
+        self.to_response("")
+    }
+}
+
+impl From<actix_web::error::PayloadError> for ApiError {
+    fn from(e: actix_web::error::PayloadError) -> Self {
+        use actix_web::error::PayloadError;
+        match e {
+            PayloadError::Overflow => Self::PayloadTooLarge,
+            PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Self::BodyTimeout,
+            _ => Self::IncompleteBody,
+        }
+    }
+}
+
+impl From<actix_web::error::JsonPayloadError> for ApiError {
+    fn from(e: actix_web::error::JsonPayloadError) -> Self {
+        use actix_web::error::JsonPayloadError;
+        match e {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+                Self::PayloadTooLarge
+            }
+            JsonPayloadError::ContentType => Self::UnsupportedMediaType,
+            JsonPayloadError::Payload(p) => p.into(),
+            _ => Self::MalformedJson,
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Conflict => Self::Conflict,
+            other => Self::internal(other),
+        }
+    }
+}

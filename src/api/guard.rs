@@ -1,0 +1,251 @@
+//! The request guard: the one middleware every request passes through.
+//!
+//! In order: gives the request an id; refuses connections over the per-address cap;
+//! refuses a declared body over the limit before reading it (413); wraps the body so that
+//! an undeclared (chunked) body is counted against the same limit and a body slower than
+//! the minimum rate is cut off (408); renders every error response through [`ApiError`]
+//! with the request id; adds the security headers; logs one line per request with the
+//! route template (never the URI, whose query could carry identifiers).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+
+/// A boxed request body stream, as actix's `Payload` takes it.
+type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+use bytes::Bytes;
+use futures_util::Stream;
+use tracing::Instrument;
+
+use super::error::ApiError;
+use crate::app::conn_limit::OverConnectionLimit;
+use crate::config::HttpSettings;
+
+/// The headers added to every response.
+const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+    (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000"),
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+/// The request's id: 128 random bits in hex, returned as `x-request-id` and in error bodies.
+#[derive(Debug, Clone)]
+pub struct RequestId(String);
+
+impl RequestId {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 16];
+        // On the (theoretical) failure of the generator the id is all zeros: it is a
+        // correlation id, not a secret, and the request must not fail for it.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        Self(hex::encode(bytes))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Body limits, taken from [`HttpSettings`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body, in bytes.
+    pub max_bytes: u64,
+    /// Rate window.
+    pub window: Duration,
+    /// Bytes that must arrive in each window (0 disables the rate check).
+    pub min_bytes_per_window: u64,
+}
+
+impl From<&HttpSettings> for BodyLimits {
+    fn from(http: &HttpSettings) -> Self {
+        Self {
+            max_bytes: http.max_body_bytes,
+            window: http.body_rate_window,
+            min_bytes_per_window: http
+                .body_min_bytes_per_sec
+                .saturating_mul(http.body_rate_window.as_secs()),
+        }
+    }
+}
+
+/// The middleware function (install with `actix_web::middleware::from_fn`).
+pub async fn request_guard(
+    mut req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = RequestId::generate();
+    req.extensions_mut().insert(request_id.clone());
+    let span =
+        tracing::info_span!("request", request_id = request_id.as_str(), method = %req.method());
+    let limits = req
+        .app_data::<web::Data<BodyLimits>>()
+        .map(|d| *d.get_ref());
+
+    let refusal = if req.conn_data::<OverConnectionLimit>().is_some() {
+        Some(ApiError::TooManyConnections)
+    } else if let Some(limits) = limits {
+        if declared_length(&req).is_some_and(|len| len > limits.max_bytes) {
+            Some(ApiError::PayloadTooLarge)
+        } else {
+            let body = GuardedBody::new(req.take_payload(), limits);
+            req.set_payload(Payload::from(Box::pin(body) as BodyStream));
+            None
+        }
+    } else {
+        None
+    };
+
+    let response = match refusal {
+        Some(error) => req.into_response(error.to_response(request_id.as_str())),
+        // The router turns handler errors into responses; an `Err` here can only come
+        // from a failing service layer, and the request is gone with it (cloning it
+        // before routing is not allowed), so it is answered as an opaque internal error.
+        None => match next.call(req).instrument(span.clone()).await {
+            Ok(response) => response,
+            Err(error) => {
+                span.in_scope(|| tracing::error!(cause = %error, "service layer failed"));
+                return Err(ApiError::Internal("service layer failed".into()).into());
+            }
+        },
+    };
+    let mut response = render_error(response, &request_id, &span);
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    let status = response.status();
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::error!(%route, status = status.as_u16(), elapsed_ms, "request failed");
+        } else {
+            tracing::info!(%route, status = status.as_u16(), elapsed_ms, "request");
+        }
+    });
+    Ok(response)
+}
+
+/// Replaces the body of any error response with the project's error body.
+fn render_error(
+    response: ServiceResponse<BoxBody>,
+    request_id: &RequestId,
+    span: &tracing::Span,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let rendered = match response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+    {
+        Some(api_error) => {
+            if let ApiError::Internal(cause) = api_error {
+                span.in_scope(|| tracing::error!(error_code = api_error.code(), cause = %cause, "internal error"));
+            }
+            api_error.to_response(request_id.as_str())
+        }
+        None => ApiError::from_status(status).to_response(request_id.as_str()),
+    };
+    response.into_response(rendered)
+}
+
+fn declared_length(req: &ServiceRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A request body that counts its bytes and enforces the minimum transfer rate.
+struct GuardedBody {
+    inner: Payload,
+    limits: BodyLimits,
+    received: u64,
+    received_at_window_start: u64,
+    window_ends: Pin<Box<tokio::time::Sleep>>,
+    failed: bool,
+}
+
+impl GuardedBody {
+    fn new(inner: Payload, limits: BodyLimits) -> Self {
+        Self {
+            inner,
+            limits,
+            received: 0,
+            received_at_window_start: 0,
+            window_ends: Box::pin(tokio::time::sleep(limits.window)),
+            failed: false,
+        }
+    }
+
+    /// Called when a window has ended: fails if too little arrived in it.
+    fn close_window(&mut self) -> Result<(), PayloadError> {
+        let in_window = self.received - self.received_at_window_start;
+        if self.limits.min_bytes_per_window > 0 && in_window < self.limits.min_bytes_per_window {
+            return Err(PayloadError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request body below the minimum transfer rate",
+            )));
+        }
+        self.received_at_window_start = self.received;
+        let next = tokio::time::Instant::now() + self.limits.window;
+        self.window_ends.as_mut().reset(next);
+        Ok(())
+    }
+
+    fn fail(&mut self, error: PayloadError) -> Poll<Option<Result<Bytes, PayloadError>>> {
+        self.failed = true;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+impl Stream for GuardedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        // Check the window first, so that a trickle of tiny chunks cannot keep it open.
+        while this.window_ends.as_mut().poll(cx).is_ready() {
+            if let Err(e) = this.close_window() {
+                return this.fail(e);
+            }
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.received = this.received.saturating_add(chunk.len() as u64);
+                if this.received > this.limits.max_bytes {
+                    return this.fail(PayloadError::Overflow);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}

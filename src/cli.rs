@@ -1,0 +1,169 @@
+//! The command line: `serve`, `check-config` and `dev-certs`. This is an edge of the
+//! program, so errors are `anyhow` here; `main` prints them as one line.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use crate::app::{Application, dev_certs, tls};
+use crate::config::{MasterKeySource, Profile, Settings, production_problems};
+use crate::crypto::MasterKey;
+use crate::store::Store;
+
+/// claimgate: a TLS-only ingestion gateway for healthcare claims.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file (without one, the dev profile's defaults apply).
+    #[arg(long, short, global = true, env = "CLAIMGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Load and validate everything `serve` would, then exit.
+    CheckConfig,
+    /// Write a development CA, server and client certificate set (never for production).
+    DevCerts {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity of the certificates in days.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::DevCerts { out, days } => {
+            dev_certs::write_dev_certs(&out, days)?;
+            println!(
+                "wrote a development certificate set to {} (never use it in production)",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::CheckConfig => runtime()?.block_on(check_config(load(cli.config)?)),
+        Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
+    }
+}
+
+fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {
+    Ok(Settings::load(config.as_deref(), std::env::vars())?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    crate::telemetry::init(&settings.log)?;
+    let mut app = Application::build(&settings).await?;
+    tracing::info!(
+        profile = ?settings.profile,
+        address = %app.https_addr(),
+        tls_profile = ?settings.tls.profile,
+        client_auth = ?settings.tls.client_auth,
+        master_key = app.master_key_fingerprint(),
+        "claimgate listening (HTTPS only)"
+    );
+    if let Some(key) = app.take_bootstrap_credential() {
+        println!(
+            "\nCreated the bootstrap admin. Its API key is shown only this once; keep it:\n\n    {}\n\n\
+             Try: curl --cacert {} -H 'Authorization: Bearer <key>' https://localhost:{}/v1/admin/providers\n",
+            key.expose_secret(),
+            settings
+                .tls
+                .client_ca_file
+                .clone()
+                .unwrap_or_else(|| "certs-example/ca.pem".into())
+                .display(),
+            app.https_addr().port()
+        );
+    }
+    let handle = app.handle();
+    let server = tokio::spawn(app.run_until_stopped());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    handle.stop(true).await;
+    server.await.context("server task failed")??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+async fn check_config(settings: Settings) -> anyhow::Result<()> {
+    let problems = production_problems(&settings);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "unsafe for the production profile:\n{}",
+            problems.join("\n")
+        );
+    }
+    println!("ok: settings ({:?} profile)", settings.profile);
+    tls::server_config(&settings.tls)?;
+    println!(
+        "ok: TLS certificate and key ({:?} profile)",
+        settings.tls.profile
+    );
+    match &settings.keys.master_key {
+        MasterKeySource::File(path) if settings.profile == Profile::Dev && !path.exists() => {
+            println!(
+                "ok: master key {} will be generated on first start",
+                path.display()
+            );
+        }
+        source => {
+            let key = MasterKey::load(source, settings.profile)?;
+            println!("ok: master key (fingerprint {})", key.fingerprint());
+        }
+    }
+    if let Some(file) =
+        crate::store::sqlite_file(settings.database.url.expose_secret()).filter(|f| !f.exists())
+    {
+        println!(
+            "ok: database {} will be created on first start",
+            file.display()
+        );
+        return Ok(());
+    }
+    let store = Store::connect(&settings.database).await?;
+    let applied = store.applied_migrations().await.unwrap_or_default();
+    let pending = store
+        .migrator()
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    println!(
+        "ok: {} database reachable; {pending} migration(s) to apply at start",
+        store.backend_name()
+    );
+    Ok(())
+}

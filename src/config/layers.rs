@@ -1,0 +1,398 @@
+//! Reading the layers (file, environment) into one table and resolving it to [`Settings`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{
+    ClientAuth, DatabaseSettings, HttpSettings, KeySettings, LogFormat, LogSettings,
+    MasterKeySource, Profile, Settings, TlsProfile, TlsSettings,
+};
+
+/// Prefix of environment variables that override settings.
+const ENV_PREFIX: &str = "CLAIMGATE_";
+/// Environment variables with the prefix that are not settings.
+const ENV_NOT_SETTINGS: &[&str] = &["CLAIMGATE_CONFIG"];
+/// Paths of settings whose values are secret: their values never appear in errors.
+const SECRET_PATHS: &[&str] = &["database.url", "keys.master_key"];
+
+/// Why the configuration could not be loaded. Each message is one line naming the
+/// file or setting and the problem; none contains a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("config file {path}, line {line}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// What is wrong (never the text of the line).
+        message: String,
+    },
+    /// A setting is unknown or has a value of the wrong shape.
+    #[error("{origin}: setting `{path}`: {message}")]
+    Invalid {
+        /// Where the setting came from (file or environment variable).
+        origin: String,
+        /// Dotted path of the setting.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A secret was given both directly and as a file.
+    #[error("both `{0}` and `{0}_file` are set: keep one")]
+    SecretTwice(String),
+    /// A secret file could not be read.
+    #[error("setting `{setting}`: cannot read {path}: {source}")]
+    SecretFile {
+        /// The `_file` setting.
+        setting: String,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A required setting has no value for this profile.
+    #[error("setting `{0}` is required in the production profile")]
+    Missing(&'static str),
+    /// A setting's value is out of its allowed range.
+    #[error("setting `{path}`: {message}")]
+    OutOfRange {
+        /// Dotted path of the setting.
+        path: &'static str,
+        /// What is allowed.
+        message: &'static str,
+    },
+}
+
+/// The file layout, every field optional so that layers can be merged before defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    profile: Option<Profile>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    tls: RawTls,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    keys: RawKeys,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<SocketAddr>,
+    workers: Option<usize>,
+    max_body_bytes: Option<u64>,
+    body_rate_window_secs: Option<u64>,
+    body_min_bytes_per_sec: Option<u64>,
+    max_connections_per_ip: Option<usize>,
+    request_head_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    profile: Option<TlsProfile>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_auth: Option<ClientAuth>,
+    client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<SecretString>,
+    url_file: Option<PathBuf>,
+    allow_sqlite: Option<bool>,
+    max_connections: Option<u32>,
+    acquire_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    master_key: Option<SecretString>,
+    master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<LogFormat>,
+}
+
+/// Loads and resolves all layers.
+pub(super) fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let mut table = toml::Table::new();
+    let mut origins = BTreeMap::new();
+    let file_origin = file.map(|p| format!("config file {}", p.display()));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: path.to_owned(),
+                line: e
+                    .span()
+                    .and_then(|s| text.get(..s.start))
+                    .map_or(1, |before| before.matches('\n').count() + 1),
+                message: e.message().trim().to_owned(),
+            })?;
+    }
+    apply_env(&mut table, &mut origins, env)?;
+    let raw: RawSettings =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let origin = origins
+                .get(&path)
+                .cloned()
+                .or_else(|| file_origin.clone())
+                .unwrap_or_else(|| "environment".to_owned());
+            let message = if SECRET_PATHS.contains(&path.as_str()) {
+                "must be a string".to_owned()
+            } else {
+                e.into_inner().message().trim().to_owned()
+            };
+            ConfigError::Invalid {
+                origin,
+                path,
+                message,
+            }
+        })?;
+    resolve(raw)
+}
+
+/// Merges `CLAIMGATE_*` variables (and `DATABASE_URL`) into the table.
+fn apply_env(
+    table: &mut toml::Table,
+    origins: &mut BTreeMap<String, String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let mut vars: Vec<(String, String)> = env.into_iter().collect();
+    // DATABASE_URL first so that CLAIMGATE_DATABASE__URL overrides it.
+    vars.sort_by_key(|(name, _)| name != "DATABASE_URL");
+    for (name, value) in vars {
+        let path: Vec<String> = if name == "DATABASE_URL" {
+            vec!["database".into(), "url".into()]
+        } else if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
+            if ENV_NOT_SETTINGS.contains(&name.as_str()) {
+                continue;
+            }
+            rest.split("__").map(str::to_ascii_lowercase).collect()
+        } else {
+            continue;
+        };
+        let dotted = path.join(".");
+        if path.iter().any(String::is_empty) || path.len() > 2 {
+            return Err(ConfigError::Invalid {
+                origin: format!("environment variable {name}"),
+                path: dotted,
+                message: "unknown setting".into(),
+            });
+        }
+        let mut node = &mut *table;
+        for section in path.iter().take(path.len() - 1) {
+            let entry = node
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        origin: format!("environment variable {name}"),
+                        path: dotted,
+                        message: "not a section".into(),
+                    });
+                }
+            };
+        }
+        if let Some(key) = path.last() {
+            node.insert(key.clone(), env_value(&value));
+            origins.insert(dotted, format!("environment variable {name}"));
+        }
+    }
+    Ok(())
+}
+
+/// Environment values are strings; whole integers and `true`/`false` become TOML values
+/// so that numeric and boolean settings can be overridden.
+fn env_value(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        other => toml::Value::String(other.to_owned()),
+    }
+}
+
+/// Reads `x` or `x_file`, refusing both.
+fn secret(
+    name: &str,
+    direct: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretSource>, ConfigError> {
+    match (direct, file) {
+        (Some(_), Some(_)) => Err(ConfigError::SecretTwice(name.to_owned())),
+        (Some(value), None) => Ok(Some(SecretSource::Value(value))),
+        (None, Some(path)) => Ok(Some(SecretSource::File(path))),
+        (None, None) => Ok(None),
+    }
+}
+
+enum SecretSource {
+    Value(SecretString),
+    File(PathBuf),
+}
+
+fn read_secret_file(setting: &str, path: &Path) -> Result<SecretString, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        setting: setting.to_owned(),
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
+    let profile = raw.profile.unwrap_or(Profile::Dev);
+    let dev = profile == Profile::Dev;
+    let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+    let example = |file: &str| PathBuf::from("certs-example").join(file);
+    let dev_default = |value: Option<PathBuf>, name: &'static str, default: PathBuf| match value {
+        Some(v) => Ok(v),
+        None if dev => Ok(default),
+        None => Err(ConfigError::Missing(name)),
+    };
+
+    let http = HttpSettings {
+        listen: raw
+            .http
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+        workers: raw.http.workers.unwrap_or(0),
+        max_body_bytes: positive(raw.http.max_body_bytes, 1024 * 1024, "http.max_body_bytes")?,
+        body_rate_window: Duration::from_secs(positive(
+            raw.http.body_rate_window_secs,
+            10,
+            "http.body_rate_window_secs",
+        )?),
+        body_min_bytes_per_sec: raw.http.body_min_bytes_per_sec.unwrap_or(1024),
+        max_connections_per_ip: positive(
+            raw.http.max_connections_per_ip.map(|n| n as u64),
+            64,
+            "http.max_connections_per_ip",
+        )? as usize,
+        request_head_timeout: Duration::from_secs(positive(
+            raw.http.request_head_timeout_secs,
+            5,
+            "http.request_head_timeout_secs",
+        )?),
+    };
+
+    let client_auth = raw.tls.client_auth.unwrap_or(ClientAuth::Off);
+    let client_ca_file = match (raw.tls.client_ca_file, client_auth) {
+        (Some(path), _) => Some(path),
+        (None, ClientAuth::Off) => None,
+        (None, _) if dev => Some(example("ca.pem")),
+        (None, _) => return Err(ConfigError::Missing("tls.client_ca_file")),
+    };
+    let tls = TlsSettings {
+        profile: raw.tls.profile.unwrap_or(TlsProfile::Intermediate),
+        cert_file: dev_default(raw.tls.cert_file, "tls.cert_file", example("server.pem"))?,
+        key_file: dev_default(raw.tls.key_file, "tls.key_file", example("server.key"))?,
+        client_auth,
+        client_ca_file,
+    };
+
+    let url = match secret("database.url", raw.database.url, raw.database.url_file)? {
+        Some(SecretSource::Value(v)) => v,
+        Some(SecretSource::File(p)) => read_secret_file("database.url_file", &p)?,
+        None if dev => SecretString::from(format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("claimgate.db").display()
+        )),
+        None => return Err(ConfigError::Missing("database.url")),
+    };
+    let database = DatabaseSettings {
+        url,
+        allow_sqlite: raw.database.allow_sqlite.unwrap_or(false),
+        max_connections: positive(
+            raw.database.max_connections.map(u64::from),
+            10,
+            "database.max_connections",
+        )? as u32,
+        acquire_timeout: Duration::from_secs(positive(
+            raw.database.acquire_timeout_secs,
+            3,
+            "database.acquire_timeout_secs",
+        )?),
+    };
+
+    let master_key = match secret(
+        "keys.master_key",
+        raw.keys.master_key,
+        raw.keys.master_key_file,
+    )? {
+        Some(SecretSource::Value(v)) => MasterKeySource::Inline(v),
+        Some(SecretSource::File(p)) => MasterKeySource::File(p),
+        None if dev => MasterKeySource::File(data_dir.join("master.key")),
+        None => return Err(ConfigError::Missing("keys.master_key_file")),
+    };
+
+    Ok(Settings {
+        profile,
+        data_dir,
+        http,
+        tls,
+        database,
+        keys: KeySettings { master_key },
+        log: LogSettings {
+            level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
+            format: raw.log.format.unwrap_or(if dev {
+                LogFormat::Text
+            } else {
+                LogFormat::Json
+            }),
+        },
+    })
+}
+
+/// A setting that must be at least 1.
+fn positive(value: Option<u64>, default: u64, path: &'static str) -> Result<u64, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::OutOfRange {
+            path,
+            message: "must be at least 1",
+        }),
+        v => Ok(v),
+    }
+}

@@ -1,0 +1,175 @@
+//! Settings: the one tree of configuration every part of claimgate reads.
+//!
+//! Layers, later wins: built-in defaults for the profile → the TOML file → `CLAIMGATE_*`
+//! environment variables (`CLAIMGATE_HTTP__LISTEN` sets `http.listen`; `DATABASE_URL` is
+//! accepted for `database.url`). Every secret `x` may instead be given as `x_file`, a path
+//! whose content is the value; giving both is an error. Unknown keys are errors that name
+//! their path and where they came from. Secrets are [`SecretString`]s: `Debug` output of
+//! [`Settings`] never shows them.
+//!
+//! Settings are passed explicitly to what needs them; there is no global configuration.
+
+mod layers;
+mod production;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub use layers::ConfigError;
+pub use production::production_problems;
+
+/// Which set of defaults and safety checks applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Local development: everything defaults to files under `./data/` and `certs-example/`.
+    Dev,
+    /// Production: refuses example certificates, loose key files and (by default) SQLite.
+    Production,
+}
+
+/// TLS protocol profile of a listener (Mozilla Server Side TLS 6.0 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsProfile {
+    /// TLS 1.2 and 1.3, ECDHE + AEAD suites only: for senders on older Java/.NET stacks.
+    Intermediate,
+    /// TLS 1.3 only.
+    Modern,
+}
+
+/// Whether the HTTPS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No certificate is requested.
+    Off,
+    /// A certificate is requested; if one is sent it must chain to `tls.client_ca_file`.
+    Optional,
+    /// A certificate chaining to `tls.client_ca_file` is required to complete the handshake.
+    Required,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable single lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Active profile.
+    pub profile: Profile,
+    /// Directory for runtime data in the dev profile (database, generated master key).
+    pub data_dir: PathBuf,
+    /// HTTPS listener and request limits.
+    pub http: HttpSettings,
+    /// Certificates and TLS policy.
+    pub tls: TlsSettings,
+    /// Database connection.
+    pub database: DatabaseSettings,
+    /// Key material.
+    pub keys: KeySettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// HTTPS listener and request limits.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest request body accepted on API routes, in bytes.
+    pub max_body_bytes: u64,
+    /// A request body must deliver at least `body_min_bytes_per_sec` in every window of this length.
+    pub body_rate_window: Duration,
+    /// Minimum body transfer rate, averaged over `body_rate_window`.
+    pub body_min_bytes_per_sec: u64,
+    /// Most simultaneous connections from one client address.
+    pub max_connections_per_ip: usize,
+    /// Time allowed to send the request head.
+    pub request_head_timeout: Duration,
+}
+
+/// Certificates and TLS policy.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// Protocol profile.
+    pub profile: TlsProfile,
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key of the leaf.
+    pub key_file: PathBuf,
+    /// Client certificate policy.
+    pub client_auth: ClientAuth,
+    /// PEM CA certificate(s) that client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Database connection.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite://…` or `postgres://…`; may carry a password, so it is secret.
+    pub url: SecretString,
+    /// Permit SQLite in the production profile.
+    pub allow_sqlite: bool,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection before a request fails (and `/readyz` says not ready).
+    pub acquire_timeout: Duration,
+}
+
+/// Where the master key (key-encryption key) comes from.
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// Given directly (64 hex characters) through `keys.master_key`.
+    Inline(SecretString),
+    /// A file holding 64 hex characters; in the dev profile it is generated if missing.
+    File(PathBuf),
+}
+
+/// Key material.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    /// The master key.
+    pub master_key: MasterKeySource,
+}
+
+/// Logging.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// A `tracing` filter, for example `info` or `claimgate=debug,info`.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+impl Settings {
+    /// Loads settings from an optional TOML file and the given environment.
+    ///
+    /// `env` is passed in (usually `std::env::vars()`) so that tests need not touch the
+    /// process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        layers::load(file, env)
+    }
+
+    /// Whether the database URL points at SQLite.
+    pub fn uses_sqlite(&self) -> bool {
+        use secrecy::ExposeSecret;
+        self.database.url.expose_secret().starts_with("sqlite:")
+    }
+}

@@ -1,0 +1,26 @@
+//! # claimgate
+//!
+//! A HIPAA-oriented ingestion gateway for healthcare claims: it receives claim files over
+//! TLS only, maps each provider's shape onto one normalized claim model, encrypts the PHI,
+//! stores the result with database-level role separation and records every action in a
+//! tamper-evident audit trail.
+//!
+//! ```text
+//!  intake ──► raw store ──► job queue ──► read ──► map ──► clean/validate ──► protect ──► store ──► finish
+//! ```
+//!
+//! What exists so far is the foundation every stage plugs into: settings ([`config`]),
+//! the TLS-only HTTPS listener and its start-up ([`app`]), the HTTP API with one error
+//! type and one request guard ([`api`]), principals and API keys ([`authz`]), the master
+//! key ([`crypto`]), provider tenants ([`providers`]) and the store over SQLite and
+//! PostgreSQL ([`store`]). `docs/architecture.md` keeps the module map.
+
+pub mod api;
+pub mod app;
+pub mod authz;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod providers;
+pub mod store;
+pub mod telemetry;
