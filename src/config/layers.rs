@@ -15,8 +15,11 @@ use super::{
 
 /// Prefix of environment variables that override settings.
 const ENV_PREFIX: &str = "CLAIMGATE_";
-/// Environment variables with the prefix that are not settings.
-const ENV_NOT_SETTINGS: &[&str] = &["CLAIMGATE_CONFIG"];
+/// Environment variables with the prefix that are not settings: the config file path,
+/// and the `CLAIMGATE_TEST_` family read by the test harness.
+fn is_setting_variable(name: &str) -> bool {
+    name != "CLAIMGATE_CONFIG" && !name.starts_with("CLAIMGATE_TEST_")
+}
 /// Paths of settings whose values are secret: their values never appear in errors.
 const SECRET_PATHS: &[&str] = &["database.url", "keys.master_key"];
 
@@ -202,7 +205,7 @@ fn apply_env(
         let path: Vec<String> = if name == "DATABASE_URL" {
             vec!["database".into(), "url".into()]
         } else if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
-            if ENV_NOT_SETTINGS.contains(&name.as_str()) {
+            if !is_setting_variable(&name) {
                 continue;
             }
             rest.split("__").map(str::to_ascii_lowercase).collect()

@@ -1,0 +1,385 @@
+//! The test harness: spawn the app, make databases, speak HTTP/1.1 over TLS.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use claimgate::app::{Application, dev_certs};
+use claimgate::config::Settings;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use secrecy::ExposeSecret;
+use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Canary PHI: a value that must never appear in any output.
+pub const CANARY: &str = "ZZCANARY-078-05-1120";
+
+/// A certificate set made once per test run by the product's own `dev-certs`.
+pub fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("claimgate-test-certs-{}", std::process::id()));
+        dev_certs::write_dev_certs(&dir, 90).unwrap();
+        dir
+    })
+}
+
+/// A second, unrelated certificate set (another CA).
+pub fn other_certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("claimgate-test-other-certs-{}", std::process::id()));
+        dev_certs::write_dev_certs(&dir, 90).unwrap();
+        dir
+    })
+}
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL of the PostgreSQL server for tests, or `None` (with a note on stderr)
+/// when it is not reachable and not required.
+pub async fn postgres_admin_url(test: &str) -> Option<String> {
+    let url = std::env::var("CLAIMGATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let required = std::env::var("CLAIMGATE_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+    match tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Some(url)
+        }
+        outcome => {
+            assert!(
+                !required,
+                "PostgreSQL is required (CLAIMGATE_TEST_REQUIRE_POSTGRES=1) but unreachable: {outcome:?}"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: PostgreSQL not reachable (set CLAIMGATE_TEST_POSTGRES_URL)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh PostgreSQL database with a random name; dropped when the value is dropped
+/// (best effort, on a separate runtime thread).
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(admin_url: &str) -> Self {
+        let mut random = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut random).unwrap();
+        let name = format!("claimgate_test_{}", hex::encode(random));
+        let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(admin_url).unwrap();
+        url.set_path(&name);
+        Self {
+            url: url.to_string(),
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings for a test: dev profile, port 0, the test certificates, a database in `dir`.
+pub fn test_settings(
+    dir: &Path,
+    database_url: Option<&str>,
+    extra_env: &[(&str, &str)],
+) -> Settings {
+    let certs = certs();
+    let mut env: Vec<(String, String)> = vec![
+        ("CLAIMGATE_DATA_DIR".into(), dir.display().to_string()),
+        ("CLAIMGATE_HTTP__LISTEN".into(), "127.0.0.1:0".into()),
+        ("CLAIMGATE_HTTP__WORKERS".into(), "2".into()),
+        (
+            "CLAIMGATE_TLS__CERT_FILE".into(),
+            certs.join("server.pem").display().to_string(),
+        ),
+        (
+            "CLAIMGATE_TLS__KEY_FILE".into(),
+            certs.join("server.key").display().to_string(),
+        ),
+        (
+            "CLAIMGATE_TLS__CLIENT_CA_FILE".into(),
+            certs.join("ca.pem").display().to_string(),
+        ),
+    ];
+    if let Some(url) = database_url {
+        env.push(("CLAIMGATE_DATABASE__URL".into(), url.to_owned()));
+    }
+    env.extend(
+        extra_env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Settings::load(None, env).unwrap()
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin_key: String,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    /// Starts the gateway on SQLite with extra `CLAIMGATE_*` settings.
+    pub async fn sqlite(extra_env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = test_settings(dir.path(), None, extra_env);
+        Self::start(settings, dir, None).await
+    }
+
+    /// Starts the gateway on a fresh PostgreSQL database, or `None` if PostgreSQL is skipped.
+    pub async fn postgres(test: &str, extra_env: &[(&str, &str)]) -> Option<Self> {
+        let admin = postgres_admin_url(test).await?;
+        let database = TestDatabase::create(&admin).await;
+        let dir = tempfile::tempdir().unwrap();
+        let settings = test_settings(dir.path(), Some(&database.url), extra_env);
+        Some(Self::start(settings, dir, Some(database)).await)
+    }
+
+    /// Starts on the given backend (`None` when PostgreSQL is skipped).
+    pub async fn on(backend: Backend, test: &str, extra_env: &[(&str, &str)]) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => Some(Self::sqlite(extra_env).await),
+            Backend::Postgres => Self::postgres(test, extra_env).await,
+        }
+    }
+
+    pub async fn start(
+        settings: Settings,
+        dir: tempfile::TempDir,
+        database: Option<TestDatabase>,
+    ) -> Self {
+        let mut app = Application::build(&settings).await.unwrap();
+        let addr = app.https_addr();
+        let admin_key = app
+            .take_bootstrap_credential()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            addr,
+            admin_key,
+            settings,
+            handle,
+            _dir: dir,
+            _database: database,
+        }
+    }
+
+    /// Sends one request with the default client and returns the response.
+    pub async fn send(&self, request: &str) -> Response {
+        request_with(
+            self.addr,
+            client_config(ClientOptions::default()),
+            request.as_bytes(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// An authenticated JSON request.
+    pub fn json_request(&self, method: &str, path: &str, body: &str) -> String {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.admin_key,
+            body.len()
+        )
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A GET request with `Connection: close`.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+}
+
+/// Client TLS options.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientOptions {
+    /// Offer only this TLS version (12 or 13); both when `None`.
+    pub only_version: Option<u8>,
+    /// Present the client certificate of this set.
+    pub client_cert_from: Option<&'static Path>,
+}
+
+pub fn client_config(options: ClientOptions) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(certs().join("ca.pem")).unwrap())
+        .unwrap();
+    let versions: &[&rustls::SupportedProtocolVersion] = match options.only_version {
+        Some(12) => &[&rustls::version::TLS12],
+        Some(13) => &[&rustls::version::TLS13],
+        _ => rustls::ALL_VERSIONS,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match options.client_cert_from {
+        Some(dir) => {
+            let chain = vec![CertificateDer::from_pem_file(dir.join("client.pem")).unwrap()];
+            let key = PrivateKeyDer::from_pem_file(dir.join("client.key")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(config)
+}
+
+/// Opens a TLS connection to the gateway.
+pub async fn connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(config)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends raw request bytes and reads the response to the end of the connection.
+pub async fn request_with(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    request: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = connect(addr, config).await?;
+    stream.write_all(request).await?;
+    read_response(&mut stream).await
+}
+
+/// Reads one response (until the server closes, or ten seconds pass).
+pub async fn read_response<S: AsyncReadExt + Unpin>(stream: &mut S) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                // A close without TLS close_notify after a complete response is fine.
+                Err(e) if !raw.is_empty() && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    match read {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no response in 10 s",
+            ));
+        }
+    }
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
+    let bad = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {text:?}"),
+        )
+    };
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.strip_prefix("HTTP/1.1 "))
+        .and_then(|l| l.get(..3))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}

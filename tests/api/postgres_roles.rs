@@ -1,0 +1,222 @@
+//! PostgreSQL roles (DESIGN.md §4): each role can do what it is for and is refused what it
+//! is not; row-level security scopes claims to one provider; the audit table refuses
+//! UPDATE, DELETE and TRUNCATE even to its owner.
+
+use claimgate::config::Settings;
+use claimgate::store::Store;
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::*;
+
+/// Runs `sql` as `role` (optionally scoped to a provider) in a transaction that is rolled
+/// back; returns the number of rows returned or affected, or the SQLSTATE.
+async fn as_role(
+    conn: &mut PgConnection,
+    role: &str,
+    provider: Option<i64>,
+    sql: &'static str,
+) -> Result<u64, String> {
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    if let Some(p) = provider {
+        sqlx::query("SELECT set_config('app.provider_id', $1, true)")
+            .bind(p.to_string())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    let outcome = match sqlx::raw_sql(sql).fetch_all(&mut *tx).await {
+        Ok(rows) if !rows.is_empty() => Ok(rows.len() as u64),
+        Ok(_) => Ok(0),
+        Err(sqlx::Error::Database(e)) => Err(e.code().unwrap_or_default().into_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    tx.rollback().await.unwrap();
+    outcome
+}
+
+const DENIED: &str = "42501";
+
+#[tokio::test]
+async fn postgres_each_role_does_its_job_and_nothing_else() {
+    let Some(admin) = postgres_admin_url("postgres_each_role_does_its_job_and_nothing_else").await
+    else {
+        return;
+    };
+    let db = TestDatabase::create(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings: Settings = test_settings(dir.path(), Some(&db.url), &[]);
+    Store::connect(&settings.database)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+
+    let mut conn = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO providers (code, name) VALUES ('p1', 'One'), ('p2', 'Two');
+         INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'c1', '\\x01'), (2, 'c2', '\\x02');
+         INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (1, now(), 'server_start', '{}', '\\x00', '\\x01');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let roles: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT rolname, rolcanlogin, rolsuper, rolbypassrls FROM pg_roles WHERE rolname LIKE 'claimgate\\_%' ORDER BY rolname",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let names: Vec<&str> = roles.iter().map(|r| r.0.as_str()).collect();
+    for role in [
+        "claimgate_api",
+        "claimgate_audit_writer",
+        "claimgate_auditor",
+        "claimgate_ingest",
+    ] {
+        assert!(names.contains(&role), "{role} exists");
+    }
+    assert!(
+        roles.iter().all(|r| !r.1 && !r.2 && !r.3),
+        "group roles: no login, not superuser, no BYPASSRLS"
+    );
+
+    // claimgate_ingest: writes claims for its provider; reads no PHI column; no audit.
+    let ingest = "claimgate_ingest";
+    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'c3', '\\x03')").await, Ok(0));
+    assert_eq!(
+        as_role(
+            &mut conn,
+            ingest,
+            Some(1),
+            "SELECT id, source_claim_id FROM claims"
+        )
+        .await,
+        Ok(1)
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            ingest,
+            Some(1),
+            "SELECT phi_envelope FROM claims"
+        )
+        .await,
+        Err(DENIED.into())
+    );
+    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (2, 'x', '\\x00')").await, Err(DENIED.into()), "RLS WITH CHECK: not another provider's");
+    assert_eq!(
+        as_role(
+            &mut conn,
+            ingest,
+            Some(1),
+            "UPDATE claims SET source_claim_id = 'x'"
+        )
+        .await,
+        Err(DENIED.into())
+    );
+    assert_eq!(
+        as_role(&mut conn, ingest, None, "SELECT seq FROM audit_events").await,
+        Err(DENIED.into())
+    );
+
+    // claimgate_api: reads one provider's claims through RLS; nothing unscoped; no writes.
+    let api = "claimgate_api";
+    assert_eq!(
+        as_role(&mut conn, api, Some(1), "SELECT * FROM claims").await,
+        Ok(1),
+        "only provider 1's claim"
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            api,
+            Some(2),
+            "SELECT * FROM claims WHERE provider_id = 1"
+        )
+        .await,
+        Ok(0)
+    );
+    assert_eq!(
+        as_role(&mut conn, api, None, "SELECT * FROM claims").await,
+        Ok(0),
+        "unscoped sees nothing"
+    );
+    assert_eq!(as_role(&mut conn, api, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'x', '\\x00')").await, Err(DENIED.into()));
+    assert_eq!(
+        as_role(&mut conn, api, None, "SELECT * FROM audit_events").await,
+        Err(DENIED.into())
+    );
+
+    // claimgate_audit_writer: appends and reads the chain head; nothing else.
+    let writer = "claimgate_audit_writer";
+    assert_eq!(as_role(&mut conn, writer, None, "INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (2, now(), 'x', '{}', '\\x01', '\\x02')").await, Ok(0));
+    assert_eq!(
+        as_role(
+            &mut conn,
+            writer,
+            None,
+            "SELECT seq, hash FROM audit_events"
+        )
+        .await,
+        Ok(1)
+    );
+    assert_eq!(
+        as_role(&mut conn, writer, None, "SELECT body FROM audit_events").await,
+        Err(DENIED.into())
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            writer,
+            None,
+            "UPDATE audit_events SET kind = 'y'"
+        )
+        .await,
+        Err(DENIED.into())
+    );
+    assert_eq!(
+        as_role(&mut conn, writer, None, "DELETE FROM audit_events").await,
+        Err(DENIED.into())
+    );
+    assert_eq!(
+        as_role(&mut conn, writer, Some(1), "SELECT id FROM claims").await,
+        Err(DENIED.into())
+    );
+
+    // claimgate_auditor: reads the audit trail, no claims, no writes.
+    let auditor = "claimgate_auditor";
+    assert_eq!(
+        as_role(&mut conn, auditor, None, "SELECT * FROM audit_events").await,
+        Ok(1)
+    );
+    assert_eq!(
+        as_role(&mut conn, auditor, Some(1), "SELECT id FROM claims").await,
+        Err(DENIED.into())
+    );
+    assert_eq!(as_role(&mut conn, auditor, None, "INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (3, now(), 'x', '{}', '\\x01', '\\x02')").await, Err(DENIED.into()));
+
+    // Even the owner (here a superuser) cannot rewrite the audit trail.
+    for sql in [
+        "UPDATE audit_events SET kind = 'forged'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+    ] {
+        let err = sqlx::raw_sql(sql).execute(&mut conn).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    // And FORCE ROW LEVEL SECURITY holds for a non-superuser owner-like role too: the table is
+    // marked so in the catalogue.
+    let (rls, force): (bool, bool) = sqlx::query_as(
+        "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = 'claims'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(rls && force);
+}
