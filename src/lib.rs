@@ -18,9 +18,11 @@
 pub mod api;
 pub mod app;
 pub mod authz;
+pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod formats;
 pub mod providers;
 pub mod store;
 pub mod telemetry;

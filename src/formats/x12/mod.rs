@@ -1,0 +1,9 @@
+//! X12 5010 (and 4010) 837 claims: a streaming tokenizer ([`tokenizer`]), envelope checks
+//! ([`envelope`]) and the claim state machine ([`claims837`]).
+
+pub mod claims837;
+pub mod envelope;
+pub mod tokenizer;
+
+pub use claims837::{ClaimReader, ClaimRecord, SegmentList, Variant};
+pub use tokenizer::{Delimiters, Limits, Segment, Tokenizer};

@@ -1,0 +1,220 @@
+//! Every 837 in the public corpus, read by claimgate, against `expected.json`: the figures
+//! on which independent X12 tools (pyx12, linuxforhealth-x12, a naive counter) agree.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use claimgate::claims::Money;
+use claimgate::formats::x12::{ClaimReader, ClaimRecord};
+use claimgate::formats::{Finding, Severity};
+
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CLAIMGATE_TEST_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+    if dir.join("expected.json").exists() {
+        return Some(dir);
+    }
+    let required = std::env::var("CLAIMGATE_TEST_REQUIRE_CORPUS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "the corpus is required (CLAIMGATE_TEST_REQUIRE_CORPUS=1) but {} has no expected.json",
+        dir.display()
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED corpus tests: no corpus at {} (set CLAIMGATE_TEST_CORPUS)",
+        dir.display()
+    );
+    None
+}
+
+/// What claimgate reads from one file.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub claims: u64,
+    pub service_lines: u64,
+    pub clm02_sum: Money,
+    pub line_charge_sum: Money,
+    pub claim_ids: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+pub fn read_837(bytes: &[u8]) -> Figures {
+    let mut reader = ClaimReader::new(bytes);
+    let mut record = ClaimRecord::default();
+    let mut figures = Figures::default();
+    while reader
+        .next_claim(&mut record, &mut figures.findings)
+        .unwrap()
+    {
+        figures.claims += 1;
+        let clm = record.claim.find("2300", b"CLM", None).unwrap();
+        figures
+            .claim_ids
+            .push(String::from_utf8_lossy(clm.element(1)).into_owned());
+        let amount =
+            |bytes: &[u8]| Money::parse_decimal(std::str::from_utf8(bytes).unwrap_or("x")).ok();
+        if let Some(charge) = amount(clm.element(2)) {
+            figures.clm02_sum = figures.clm02_sum + charge;
+        }
+        for line in record.lines() {
+            figures.service_lines += 1;
+            let charge = line
+                .find("2400", b"SV1", None)
+                .map(|s| s.element(2))
+                .or_else(|| line.find("2400", b"SV2", None).map(|s| s.element(3)));
+            if let Some(charge) = charge.and_then(amount) {
+                figures.line_charge_sum = figures.line_charge_sum + charge;
+            }
+        }
+    }
+    figures
+}
+
+fn money(value: &serde_json::Value) -> Money {
+    Money::parse_decimal(value.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn every_837_in_the_corpus_matches_the_independent_tools() {
+    let Some(dir) = corpus_dir() else { return };
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let files = expected["files"].as_object().unwrap();
+    let mut compared = 0;
+    let mut mismatches = Vec::new();
+    let mut totals = BTreeMap::new();
+    for (name, entry) in files {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let figures = read_837(&bytes);
+        let want = &entry["expected"];
+        if entry["kind"] == "835" {
+            assert_eq!(figures.claims, 0, "{name}: an 835 holds no claims");
+            assert!(
+                figures.findings.iter().any(|f| f.code == "x12.not_837"),
+                "{name}: the 835 is reported"
+            );
+            continue;
+        }
+        let Some(claims) = want.get("claims") else {
+            continue;
+        };
+        compared += 1;
+        let mut check = |field: &str, ok: bool, got: String, expected: String| {
+            if !ok {
+                mismatches.push(format!(
+                    "{name}: {field}: claimgate {got}, tools {expected}"
+                ));
+            }
+        };
+        check(
+            "claims",
+            figures.claims == claims.as_u64().unwrap(),
+            figures.claims.to_string(),
+            claims.to_string(),
+        );
+        if let Some(lines) = want.get("service_lines") {
+            check(
+                "service_lines",
+                figures.service_lines == lines.as_u64().unwrap(),
+                figures.service_lines.to_string(),
+                lines.to_string(),
+            );
+        }
+        if let Some(sum) = want.get("clm02_sum") {
+            check(
+                "clm02_sum",
+                figures.clm02_sum == money(sum),
+                figures.clm02_sum.to_string(),
+                sum.to_string(),
+            );
+        }
+        if let Some(sum) = want.get("line_charge_sum") {
+            check(
+                "line_charge_sum",
+                figures.line_charge_sum == money(sum),
+                figures.line_charge_sum.to_string(),
+                sum.to_string(),
+            );
+        }
+        if let Some(ids) = want.get("claim_ids") {
+            let mut want_ids: Vec<String> = ids
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            let mut got_ids = figures.claim_ids.clone();
+            want_ids.sort();
+            got_ids.sort();
+            check(
+                "claim_ids",
+                got_ids == want_ids,
+                format!("{got_ids:?}"),
+                format!("{want_ids:?}"),
+            );
+        }
+        *totals.entry("claims").or_insert(0) += figures.claims;
+        *totals.entry("service_lines").or_insert(0) += figures.service_lines;
+        *totals.entry("error findings").or_insert(0) += figures
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count() as u64;
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    assert!(
+        compared >= 80,
+        "only {compared} files had figures to compare"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "corpus: {compared} 837 files agree with expected.json; totals {totals:?}"
+    );
+}
+
+/// Files on which the independent tools disagree: claimgate's reading is pinned here, and
+/// the reasons are in the closing note.
+#[test]
+fn disputed_files_are_read_as_the_bytes_say_with_findings() {
+    let Some(dir) = corpus_dir() else { return };
+    // A 105-byte ISA: pyx12 refuses the file, linuxforhealth returns 0 claims silently,
+    // the naive counter reads 2 claims. The delimiters are unambiguous by counting the
+    // sixteen element separators, so claimgate reads both claims and warns.
+    let figures = read_837(
+        &std::fs::read(dir.join("imsweb-x12-parser/837_5010/x12_bad_first_line.txt")).unwrap(),
+    );
+    assert_eq!((figures.claims, figures.service_lines), (2, 2));
+    assert_eq!(figures.claim_ids, ["A37YH556", "A37YH667"]);
+    assert_eq!(
+        (figures.clm02_sum.cents(), figures.line_charge_sum.cents()),
+        (100_000, 2_450)
+    );
+    assert!(
+        figures
+            .findings
+            .iter()
+            .any(|f| f.code == "x12.isa_length" && f.severity == Severity::Warning)
+    );
+    // No ISA at all: nothing is read, and the error says so at byte 0.
+    let figures = read_837(
+        &std::fs::read(dir.join("imsweb-x12-parser/837_5010/x12_no_isa_line.txt")).unwrap(),
+    );
+    assert_eq!(figures.claims, 0);
+    assert!(
+        figures
+            .findings
+            .iter()
+            .any(|f| f.code == "x12.no_isa" && f.position.byte == 0),
+        "{:?}",
+        figures.findings
+    );
+}
