@@ -229,6 +229,15 @@ impl<R: Read> Tokenizer<R> {
             },
         };
         loop {
+            if self.offset > self.limits.max_file_bytes {
+                findings.push(Finding::error(
+                    "x12.file_too_large",
+                    self.position(),
+                    "the input is larger than the limit",
+                ));
+                self.stopped = true;
+                return Ok(false);
+            }
             self.skip_noise(&delimiters)?;
             if self.start == self.end && self.eof {
                 return Ok(false);
@@ -287,15 +296,6 @@ impl<R: Read> Tokenizer<R> {
                         continue;
                     }
                 }
-            }
-            if self.offset > self.limits.max_file_bytes {
-                findings.push(Finding::error(
-                    "x12.file_too_large",
-                    self.position(),
-                    "the input is larger than the limit",
-                ));
-                self.stopped = true;
-                return Ok(false);
             }
         }
     }
