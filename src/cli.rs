@@ -8,8 +8,13 @@ use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 
 use crate::app::{Application, dev_certs, tls};
+use crate::claims::Money;
 use crate::config::{MasterKeySource, Profile, Settings, production_problems};
 use crate::crypto::MasterKey;
+use crate::mapping::Plan;
+use crate::mapping::builtin::builtin;
+use crate::pipeline::preview::{claim_json, finding_json, summary_json};
+use crate::pipeline::{MappingChoice, preview};
 use crate::store::Store;
 
 /// claimgate: a TLS-only ingestion gateway for healthcare claims.
@@ -40,6 +45,33 @@ pub enum Command {
         #[arg(long, default_value_t = 90)]
         days: u32,
     },
+    /// Check and try out mapping definitions.
+    Mapping {
+        /// What to do with a mapping.
+        #[command(subcommand)]
+        command: MappingCommand,
+    },
+}
+
+/// `claimgate mapping …`
+#[derive(Debug, Subcommand)]
+pub enum MappingCommand {
+    /// Validate a mapping: a TOML file, or a built-in name (x12-837p, x12-837i).
+    Check {
+        /// The mapping.
+        mapping: String,
+    },
+    /// Read a file with a mapping and show its claims, findings and totals; stores nothing.
+    Preview {
+        /// A TOML file, a built-in name, or `x12` (837P or 837I by each file's guide version).
+        #[arg(long)]
+        mapping: String,
+        /// The claim file.
+        input: PathBuf,
+        /// Print JSON lines: one per claim, one per finding, then the summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -55,8 +87,128 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => runtime()?.block_on(check_config(load(cli.config)?)),
+        Command::Mapping {
+            command: MappingCommand::Check { mapping },
+        } => {
+            let plan = load_plan(&mapping)?;
+            println!(
+                "ok: mapping {} ({:?} format) is valid",
+                plan.name, plan.format
+            );
+            Ok(())
+        }
+        Command::Mapping {
+            command:
+                MappingCommand::Preview {
+                    mapping,
+                    input,
+                    json,
+                },
+        } => preview_command(&mapping, &input, json),
         Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
     }
+}
+
+/// A plan from a built-in name or a TOML file; every problem is listed.
+fn load_plan(mapping: &str) -> anyhow::Result<Plan> {
+    let text = match builtin(mapping) {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(mapping)
+            .with_context(|| format!("cannot read mapping {mapping}"))?,
+    };
+    Plan::from_toml(&text).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::anyhow!("mapping {mapping} is not valid:\n{}", lines.join("\n"))
+    })
+}
+
+fn preview_command(mapping: &str, input: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let choice = if mapping == "x12" {
+        MappingChoice::X12ByVersion {
+            professional: Box::new(load_plan("x12-837p")?),
+            institutional: Box::new(load_plan("x12-837i")?),
+        }
+    } else {
+        MappingChoice::One(Box::new(load_plan(mapping)?))
+    };
+    let file =
+        std::fs::File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut write_error = None;
+    let mut emit = |line: String| {
+        if write_error.is_none() {
+            if let Err(e) = writeln!(out, "{line}") {
+                write_error = Some(e);
+            }
+        }
+    };
+    let summary = {
+        let emit = std::cell::RefCell::new(&mut emit);
+        preview(
+            &choice,
+            std::io::BufReader::with_capacity(256 * 1024, file),
+            &mut |claim| {
+                let mut emit = emit.borrow_mut();
+                if json {
+                    emit(claim_json(claim).to_string());
+                    claim
+                        .findings
+                        .iter()
+                        .for_each(|f| emit(finding_json(f).to_string()));
+                } else {
+                    let c = &claim.claim;
+                    let total = c
+                        .total_charge
+                        .map_or_else(|| "-".to_owned(), |m| m.to_string());
+                    emit(format!(
+                        "#{:<6} {:<20} {:<13} {:<8} lines {:>3}  total {:>12}",
+                        claim.position.record,
+                        c.source_claim_id,
+                        c.claim_type.as_str(),
+                        if claim.accepted {
+                            "accepted"
+                        } else {
+                            "REJECTED"
+                        },
+                        c.lines.len(),
+                        total
+                    ));
+                    claim
+                        .findings
+                        .iter()
+                        .for_each(|f| emit(format!("        {f}")));
+                }
+            },
+            &mut |finding| {
+                let mut emit = emit.borrow_mut();
+                emit(if json {
+                    finding_json(finding).to_string()
+                } else {
+                    format!("file: {finding}")
+                });
+            },
+        )?
+    };
+    if json {
+        emit(summary_json(&summary).to_string());
+    } else {
+        emit(format!(
+            "\n{} records: {} accepted, {} rejected; {} claims, {} lines; total charges {}, line charges {}",
+            summary.records,
+            summary.accepted,
+            summary.rejected,
+            summary.claims,
+            summary.lines,
+            Money::from_cents(summary.total_charge_cents),
+            Money::from_cents(summary.line_charge_cents)
+        ));
+    }
+    if let Some(e) = write_error {
+        return Err(e).context("cannot write the preview");
+    }
+    out.flush().context("cannot write the preview")
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Settings> {

@@ -218,3 +218,89 @@ fn disputed_files_are_read_as_the_bytes_say_with_findings() {
         figures.findings
     );
 }
+
+fn builtin_x12() -> claimgate::pipeline::MappingChoice {
+    use claimgate::mapping::{Plan, builtin::builtin};
+    claimgate::pipeline::MappingChoice::X12ByVersion {
+        professional: Box::new(Plan::from_toml(builtin("x12-837p").unwrap()).unwrap()),
+        institutional: Box::new(Plan::from_toml(builtin("x12-837i").unwrap()).unwrap()),
+    }
+}
+
+/// The same figures through the whole read → map → validate preview with the built-in
+/// mappings: nothing read is lost between the reader and the summary.
+#[test]
+fn every_837_in_the_corpus_previews_with_the_builtin_mappings() {
+    let Some(dir) = corpus_dir() else { return };
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mapping = builtin_x12();
+    let mut codes: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let (mut accepted, mut rejected) = (0, 0);
+    let mut clean = Vec::new();
+    for (name, entry) in expected["files"].as_object().unwrap() {
+        let want = &entry["expected"];
+        let Some(claims) = want.get("claims") else {
+            continue;
+        };
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let summary = claimgate::pipeline::preview(
+            &mapping,
+            bytes.as_slice(),
+            &mut |c| {
+                for f in &c.findings {
+                    *codes.entry(f.code).or_default() += 1;
+                }
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(summary.claims, claims.as_u64().unwrap(), "{name}");
+        assert_eq!(
+            summary.records,
+            summary.accepted + summary.rejected,
+            "{name}: accounting"
+        );
+        if let Some(lines) = want.get("service_lines") {
+            assert_eq!(summary.lines, lines.as_u64().unwrap(), "{name}");
+        }
+        if let Some(sum) = want.get("clm02_sum") {
+            assert_eq!(summary.total_charge_cents, money(sum).cents(), "{name}");
+        }
+        if let Some(sum) = want.get("line_charge_sum") {
+            assert_eq!(summary.line_charge_cents, money(sum).cents(), "{name}");
+        }
+        accepted += summary.accepted;
+        rejected += summary.rejected;
+        if summary.rejected == 0 {
+            clean.push(name.clone());
+        }
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "corpus preview: {accepted} accepted, {rejected} rejected; findings by code {codes:?}"
+    );
+    // Most corpus claims carry the placeholder NPI 1234567890, whose check digit is wrong,
+    // or deliberate errors (imsweb's test files); these files are clean and must pass.
+    let expected_clean = [
+        "linuxforhealth-x12/837_005010X222A2/demo.drug.example10.1.837",
+        "linuxforhealth-x12/837_005010X222A2/demo.drug.example10.2.837",
+        "linuxforhealth-x12/837_005010X222A2/demo.drug.example10.3.837",
+        "linuxforhealth-x12/837_005010X222A2/demo.example1.837",
+        "linuxforhealth-x12/837_005010X222A2/demo.example8.837",
+        "stupidedi/X222-HC837/case/1.edi",
+        "stupidedi/X222A1-HC837/pass/drug-administered-in-the-physician-office.edi",
+        "stupidedi/X222A1-HC837/pass/wheelchair.edi",
+    ];
+    for file in expected_clean {
+        assert!(
+            clean.iter().any(|c| c == file),
+            "{file} should be accepted entirely"
+        );
+    }
+    assert!(
+        codes.get("claim.charge_sum").is_some_and(|n| *n > 1000),
+        "imsweb's unbalanced claims are caught"
+    );
+}

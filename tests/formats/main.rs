@@ -6,5 +6,6 @@
 //! pass, unless `CLAIMGATE_TEST_REQUIRE_CORPUS=1` (CI sets it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod cli;
 mod corpus;
 mod x12;

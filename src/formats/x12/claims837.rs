@@ -235,7 +235,16 @@ impl<R: Read> ClaimReader<R> {
     ) -> std::io::Result<bool> {
         loop {
             if !self.pending {
-                if self.finished || !self.tokenizer.read_segment(&mut self.segment, findings)? {
+                let before = findings.len();
+                let more =
+                    !self.finished && self.tokenizer.read_segment(&mut self.segment, findings)?;
+                // Problems with a claim's own segments belong to that claim.
+                if self.in_claim.is_some() {
+                    for finding in findings.iter_mut().skip(before) {
+                        finding.position.record = record.position.record;
+                    }
+                }
+                if !more {
                     return Ok(self.finish(record, findings));
                 }
                 self.envelope.observe(&self.segment, findings);

@@ -1,0 +1,243 @@
+//! Read, map and validate a file; report each claim and finding; store nothing.
+//!
+//! Accounting: every record read is either accepted or rejected (`records = accepted +
+//! rejected`); a record is rejected when any error finding belongs to it (from the
+//! reader, the mapping or the business rules).
+
+use std::io::Read;
+
+use crate::claims::validate::validate;
+use crate::claims::{Claim, ClaimType, Money};
+use crate::findings::{Finding, Severity};
+use crate::formats::x12::{ClaimReader, ClaimRecord, Variant};
+use crate::mapping::definition::Format;
+use crate::mapping::{Bindings, Plan};
+
+/// Which mapping to apply.
+#[derive(Debug)]
+pub enum MappingChoice {
+    /// One plan for every record.
+    One(Box<Plan>),
+    /// X12: the professional or institutional plan, by each transaction's guide version.
+    X12ByVersion {
+        /// For 837P transactions (and unknown versions).
+        professional: Box<Plan>,
+        /// For 837I transactions.
+        institutional: Box<Plan>,
+    },
+}
+
+/// One mapped claim with its findings.
+#[derive(Debug)]
+pub struct MappedClaim {
+    /// The claim as mapped (also when rejected).
+    pub claim: Claim,
+    /// Where the record is.
+    pub position: crate::findings::Position,
+    /// Findings that belong to this record.
+    pub findings: Vec<Finding>,
+    /// Whether no error finding belongs to it.
+    pub accepted: bool,
+}
+
+/// Totals of a preview run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Records read.
+    pub records: u64,
+    /// Records accepted.
+    pub accepted: u64,
+    /// Records rejected.
+    pub rejected: u64,
+    /// Claims read (accepted or rejected).
+    pub claims: u64,
+    /// Lines read (accepted or rejected).
+    pub lines: u64,
+    /// Sum of claim total charges wherever they parse as amounts, in cents.
+    pub total_charge_cents: i64,
+    /// Sum of line charges wherever they parse as amounts, in cents.
+    pub line_charge_cents: i64,
+}
+
+/// Reads `input` with `mapping`; calls `on_claim` for each record and `on_finding` for
+/// findings that belong to no record (envelope, header). Returns the summary.
+pub fn preview<R: Read>(
+    mapping: &MappingChoice,
+    input: R,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+    on_finding: &mut dyn FnMut(&Finding),
+) -> std::io::Result<Summary> {
+    let format = match mapping {
+        MappingChoice::One(plan) => plan.format,
+        MappingChoice::X12ByVersion { .. } => Format::X12,
+    };
+    match format {
+        Format::X12 => preview_x12(mapping, input, on_claim, on_finding),
+        Format::Csv => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "csv previews are not available yet",
+        )),
+    }
+}
+
+fn preview_x12<R: Read>(
+    mapping: &MappingChoice,
+    input: R,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+    on_finding: &mut dyn FnMut(&Finding),
+) -> std::io::Result<Summary> {
+    let mut reader = ClaimReader::new(input);
+    let mut record = ClaimRecord::default();
+    let mut read_findings = Vec::new();
+    let mut summary = Summary::default();
+    let bindings = Bindings::default();
+    while reader.next_claim(&mut record, &mut read_findings)? {
+        // Findings raised while this claim's bytes were read belong to it.
+        let (mine, others): (Vec<Finding>, Vec<Finding>) = read_findings
+            .drain(..)
+            .partition(|f| f.position.record == record.position.record);
+        others.iter().for_each(&mut *on_finding);
+        let (plan, claim_type) = match (mapping, record.variant) {
+            (MappingChoice::One(plan), Variant::Institutional) => (plan, ClaimType::Institutional),
+            (MappingChoice::One(plan), _) => (plan, ClaimType::Professional),
+            (MappingChoice::X12ByVersion { institutional, .. }, Variant::Institutional) => {
+                (institutional, ClaimType::Institutional)
+            }
+            (MappingChoice::X12ByVersion { professional, .. }, _) => {
+                (professional, ClaimType::Professional)
+            }
+        };
+        let mut findings = mine;
+        let claim = plan.apply(
+            &record,
+            &bindings,
+            claim_type,
+            &record.position,
+            &mut findings,
+        );
+        validate(&claim, &record.position, &mut findings);
+        let accepted = !findings.iter().any(|f| f.severity == Severity::Error);
+        summary.records += 1;
+        summary.claims += 1;
+        summary.lines += record.line_count() as u64;
+        if accepted {
+            summary.accepted += 1
+        } else {
+            summary.rejected += 1
+        }
+        summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
+        summary.line_charge_cents += claim
+            .lines
+            .iter()
+            .filter_map(|l| l.charge)
+            .map(Money::cents)
+            .sum::<i64>();
+        on_claim(&MappedClaim {
+            claim,
+            position: record.position.clone(),
+            findings,
+            accepted,
+        });
+    }
+    read_findings.iter().for_each(&mut *on_finding);
+    Ok(summary)
+}
+
+/// The JSON object of a previewed claim (`"kind": "claim"`). It contains the claim's PHI:
+/// it is for the person previewing a file they already hold, never for logs.
+pub fn claim_json(mapped: &MappedClaim) -> serde_json::Value {
+    use serde_json::json;
+    let c = &mapped.claim;
+    let date = |d: Option<time::Date>| d.map(|d| d.to_string());
+    let money = |m: Option<Money>| m.map(Money::cents);
+    let code = |s: Option<&str>| s.map(str::to_owned);
+    let lines: Vec<serde_json::Value> = c
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "line_number": l.line_number,
+                "service_from": date(l.service_from),
+                "service_through": date(l.service_through),
+                "procedure_code": code(l.procedure_code.as_ref().map(|x| x.as_str())),
+                "modifiers": l.modifiers.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "revenue_code": code(l.revenue_code.as_ref().map(|x| x.as_str())),
+                "ndc": l.ndc,
+                "units_milli": l.units_milli,
+                "charge_cents": money(l.charge),
+                "paid_cents": money(l.paid),
+                "allowed_cents": money(l.allowed),
+                "rendering_npi": code(l.rendering_npi.as_ref().map(|x| x.as_str())),
+                "place_of_service": code(l.place_of_service.as_ref().map(|x| x.as_str())),
+            })
+        })
+        .collect();
+    json!({
+        "kind": "claim",
+        "record": mapped.position.record,
+        "accepted": mapped.accepted,
+        "source_claim_id": c.source_claim_id,
+        "claim_type": c.claim_type.as_str(),
+        "frequency_code": c.frequency.code().to_string(),
+        "original_claim_id": c.original_claim_id,
+        "payer_id": c.payer_id,
+        "payer_name": c.payer_name,
+        "plan": c.plan,
+        "member_id": c.member_id.expose(),
+        "patient_first_name": c.patient_first_name.expose(),
+        "patient_last_name": c.patient_last_name.expose(),
+        "birth_date": date(*c.birth_date.expose()),
+        "sex": c.sex.map(String::from),
+        "address": c.address.expose(),
+        "city": c.city.expose(),
+        "state": c.state,
+        "zip": c.zip.expose(),
+        "billing_npi": code(c.billing_npi.as_ref().map(|x| x.as_str())),
+        "billing_tin": code(c.billing_tin.as_ref().map(|x| x.as_str())),
+        "rendering_npi": code(c.rendering_npi.as_ref().map(|x| x.as_str())),
+        "attending_npi": code(c.attending_npi.as_ref().map(|x| x.as_str())),
+        "facility_npi": code(c.facility_npi.as_ref().map(|x| x.as_str())),
+        "bill_type": code(c.bill_type.as_ref().map(|x| x.as_str())),
+        "place_of_service": code(c.place_of_service.as_ref().map(|x| x.as_str())),
+        "statement_from": date(c.statement_from),
+        "statement_through": date(c.statement_through),
+        "admission_date": date(c.admission_date),
+        "discharge_date": date(c.discharge_date),
+        "admit_type": c.admit_type,
+        "admit_source": c.admit_source,
+        "discharge_status": c.discharge_status,
+        "drg": code(c.drg.as_ref().map(|x| x.as_str())),
+        "diagnoses": c.diagnoses.iter().map(|d| json!({"code": d.code.as_str(), "system": d.code.system(), "poa": d.poa.map(String::from)})).collect::<Vec<_>>(),
+        "procedures": c.procedures.iter().map(|p| json!({"code": p.code, "date": date(p.date)})).collect::<Vec<_>>(),
+        "total_charge_cents": money(c.total_charge),
+        "paid_cents": money(c.paid),
+        "allowed_cents": money(c.allowed),
+        "lines": lines,
+    })
+}
+
+/// The JSON object of a finding (`"kind": "finding"`).
+pub fn finding_json(finding: &Finding) -> serde_json::Value {
+    let p = &finding.position;
+    serde_json::json!({
+        "kind": "finding",
+        "code": finding.code,
+        "severity": finding.severity.as_str(),
+        "message": finding.message,
+        "position": { "byte": p.byte, "line": p.line, "record": p.record, "segment": p.segment, "path": p.path },
+    })
+}
+
+/// The JSON object of the summary (`"kind": "summary"`).
+pub fn summary_json(s: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "summary",
+        "records": s.records,
+        "accepted": s.accepted,
+        "rejected": s.rejected,
+        "claims": s.claims,
+        "lines": s.lines,
+        "total_charge_cents": s.total_charge_cents,
+        "line_charge_cents": s.line_charge_cents,
+    })
+}
