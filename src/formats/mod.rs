@@ -2,6 +2,7 @@
 //! with positions, streaming with bounded memory. Problems are reported as
 //! [`Finding`]s, never as failures of the whole file.
 
+pub mod delimited;
 pub mod x12;
 
 pub use crate::findings::{Finding, Position, Severity};

@@ -118,12 +118,26 @@ pub struct FieldRule {
     pub extra_component: Option<usize>,
     /// For X12 list paths: keep only composites whose first component is one of these.
     pub qualifiers: Option<Vec<String>>,
+    /// For diagnoses: the code system of the values (`icd-9-cm` or `icd-10-cm`), where the
+    /// source does not say (X12 qualifiers do).
+    pub code_system: Option<CodeSystem>,
     /// Applied in order to each value.
     #[serde(default)]
     pub transforms: Vec<Transform>,
     /// A missing value is an error finding (otherwise the field stays empty).
     #[serde(default)]
     pub required: bool,
+}
+
+/// Diagnosis code systems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum CodeSystem {
+    /// ICD-9-CM.
+    #[serde(rename = "icd-9-cm")]
+    Icd9Cm,
+    /// ICD-10-CM.
+    #[serde(rename = "icd-10-cm")]
+    Icd10Cm,
 }
 
 /// A value transform.
@@ -167,6 +181,16 @@ pub enum Transform {
     },
 }
 
+/// A row filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepRows {
+    /// The column to test.
+    pub column: ColumnRef,
+    /// The values that keep a row.
+    pub values: Vec<String>,
+}
+
 /// A whole mapping definition.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +209,12 @@ pub struct MappingDefinition {
     pub claim_key: Option<FieldRule>,
     /// For wide layouts: each record holds this many line slots (`{n}` in line sources).
     pub line_slots: Option<u32>,
+    /// For wide layouts: a slot is a line only when this value is not empty (without it,
+    /// when any of its line fields is not empty).
+    pub line_key: Option<FieldRule>,
+    /// Keep only rows whose column holds one of the values; other rows are counted as
+    /// skipped (a transactions file whose charge rows are the claim lines, say).
+    pub keep_rows: Option<KeepRows>,
     /// Delimited-file options.
     #[serde(default)]
     pub csv: CsvOptions,

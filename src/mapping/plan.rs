@@ -196,6 +196,7 @@ struct Rule {
     component: usize,
     extra_component: Option<usize>,
     qualifiers: Option<Vec<Vec<u8>>>,
+    system: Option<super::definition::CodeSystem>,
 }
 
 /// Column names (with `{n}` expanded) that a plan needs, resolved per file.
@@ -220,6 +221,8 @@ pub struct Plan {
     /// Line rules, one set per slot (one set when the layout has no slots).
     line: Vec<Vec<(LineField, Rule)>>,
     slotted: bool,
+    line_keys: Vec<Rule>,
+    keep_rows: Option<(usize, Vec<String>)>,
     columns: Vec<ColumnRef>,
 }
 
@@ -341,6 +344,48 @@ impl Plan {
             ),
             (Records::Claims, None) => None,
         };
+        let mut line_keys = Vec::new();
+        if let Some(rule) = &def.line_key {
+            if def.line_slots.is_none() {
+                problems.push(problem(
+                    "line_key",
+                    "no_slots",
+                    "line_key is for layouts with line_slots",
+                ));
+            }
+            for slot in 1..=slots {
+                let mut slot_problems = Vec::new();
+                if let Some(r) = compile_rule(
+                    rule,
+                    def.format,
+                    "line_key",
+                    Kind::Text,
+                    slot,
+                    &mut columns,
+                    &mut slot_problems,
+                ) {
+                    line_keys.push(r);
+                }
+                if slot == 1 {
+                    problems.extend(slot_problems);
+                }
+            }
+        }
+        let keep_rows = match &def.keep_rows {
+            Some(keep) if def.format == Format::Csv => {
+                columns.push(keep.column.clone());
+                Some((columns.len() - 1, keep.values.clone()))
+            }
+            Some(_) => {
+                problems.push(problem(
+                    "keep_rows",
+                    "wrong_format",
+                    "keep_rows is for csv mappings",
+                ));
+                None
+            }
+            None => None,
+        };
         if def.format == Format::X12 && def.records == Records::Lines {
             problems.push(problem("records", "unsupported", "X12 records are claims"));
         }
@@ -368,6 +413,8 @@ impl Plan {
             claim,
             line,
             slotted: def.line_slots.is_some(),
+            line_keys,
+            keep_rows,
             columns,
         })
     }
@@ -403,9 +450,18 @@ impl Plan {
         (Bindings { columns }, findings)
     }
 
-    /// Number of line slots per record (1 without slots).
-    pub fn slots(&self) -> usize {
-        self.line.len()
+    /// Whether a row passes the mapping's `keep_rows` filter (always, without one).
+    pub fn keeps(&self, record: &dyn SourceRecord, bindings: &Bindings) -> bool {
+        let Some((binding, values)) = &self.keep_rows else {
+            return true;
+        };
+        let value = bindings
+            .columns
+            .get(*binding)
+            .copied()
+            .flatten()
+            .and_then(|c| record.column(c, Scope::Claim));
+        value.is_some_and(|v| values.iter().any(|x| x == v.trim()))
     }
 
     /// The grouping key of a line record (`records = "lines"`).
@@ -534,7 +590,15 @@ impl Plan {
                 }
             }
             // An empty slot of a wide layout is no line at all.
-            if any || !self.slotted {
+            let keyed = match self.line_keys.get(index) {
+                Some(key) => {
+                    items.clear();
+                    collect(key, record, Scope::Line(index), bindings, &mut items);
+                    items.iter().any(|i| !i.code.trim().is_empty())
+                }
+                None => any,
+            };
+            if !self.slotted || keyed {
                 findings.extend(line_findings);
                 claim.lines.push(line);
             }
@@ -699,6 +763,7 @@ fn compile_rule(
             .qualifiers
             .as_ref()
             .map(|q| q.iter().map(|s| s.as_bytes().to_vec()).collect()),
+        system: rule.code_system,
     })
 }
 
@@ -939,6 +1004,7 @@ fn collect(
                                 }),
                                 refused: None,
                                 qualifier: Some(String::from_utf8_lossy(qualifier).into_owned()),
+                                system: None,
                             });
                         }
                     }
@@ -969,6 +1035,9 @@ fn collect(
                 ..ListItem::default()
             });
         }
+    }
+    for item in out.iter_mut().skip(start) {
+        item.system = rule.system;
     }
     if rule.steps.is_empty() {
         return;

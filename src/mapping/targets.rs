@@ -192,7 +192,21 @@ fn one_char(value: &str) -> Result<char, Refusal> {
 /// Parses a diagnosis code. An X12 qualifier decides the code system (`ABK`, `ABF`, `ABJ`,
 /// `APR` are ICD-10-CM; `BK`, `BF`, `BJ`, `PR` are ICD-9-CM); without one, a code of
 /// ICD-10-CM shape is ICD-10-CM, else ICD-9-CM (digits, or V/E and digits).
-pub fn parse_diagnosis(code: &str, qualifier: Option<&str>) -> Result<DiagnosisCode, Refusal> {
+pub fn parse_diagnosis(
+    code: &str,
+    qualifier: Option<&str>,
+    system: Option<super::definition::CodeSystem>,
+) -> Result<DiagnosisCode, Refusal> {
+    use super::definition::CodeSystem;
+    match system {
+        Some(CodeSystem::Icd9Cm) => return parse_icd9(code),
+        Some(CodeSystem::Icd10Cm) => {
+            return Icd10Cm::parse(code)
+                .map(DiagnosisCode::Icd10)
+                .map_err(|_| "not an ICD-10-CM code");
+        }
+        None => {}
+    }
     match qualifier {
         Some("ABK" | "ABF" | "ABJ" | "APR") => {
             return Icd10Cm::parse(code)
@@ -238,6 +252,8 @@ pub struct ListItem {
     pub refused: Option<Refusal>,
     /// The X12 code list qualifier of the composite (`ABK`, `BK`, …), when there is one.
     pub qualifier: Option<String>,
+    /// The code system the mapping declares for the value, if any.
+    pub system: Option<super::definition::CodeSystem>,
 }
 
 /// Most diagnoses or procedures kept per claim (the Tuva layout has 25 of each).
@@ -323,7 +339,7 @@ pub fn push_diagnosis(claim: &mut Claim, item: &ListItem) -> Result<(), Refusal>
         Some(p) => Some(one_char(p)?),
     };
     claim.diagnoses.push(Diagnosis {
-        code: parse_diagnosis(&item.code, item.qualifier.as_deref())?,
+        code: parse_diagnosis(&item.code, item.qualifier.as_deref(), item.system)?,
         poa,
     });
     Ok(())
@@ -419,21 +435,21 @@ mod tests {
         assert!(parse_date("2023-02-29").is_err());
         assert!(parse_date("20241301").is_err());
         assert!(
-            matches!(parse_diagnosis("401.9", None), Ok(DiagnosisCode::Icd9(c)) if c == "4019")
+            matches!(parse_diagnosis("401.9", None, None), Ok(DiagnosisCode::Icd9(c)) if c == "4019")
         );
         assert!(matches!(
-            parse_diagnosis("J02.0", None),
+            parse_diagnosis("J02.0", None, None),
             Ok(DiagnosisCode::Icd10(_))
         ));
         assert!(matches!(
-            parse_diagnosis("V7389", Some("BF")),
+            parse_diagnosis("V7389", Some("BF"), None),
             Ok(DiagnosisCode::Icd9(_))
         ));
         assert!(matches!(
-            parse_diagnosis("V7389", None),
+            parse_diagnosis("V7389", None, None),
             Ok(DiagnosisCode::Icd10(_))
         ));
-        assert!(parse_diagnosis("4019", Some("ABF")).is_err());
-        assert!(parse_diagnosis("??", None).is_err());
+        assert!(parse_diagnosis("4019", Some("ABF"), None).is_err());
+        assert!(parse_diagnosis("??", None, None).is_err());
     }
 }

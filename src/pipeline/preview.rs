@@ -8,10 +8,45 @@ use std::io::Read;
 
 use crate::claims::validate::validate;
 use crate::claims::{Claim, ClaimType, Money};
+use crate::findings::Position;
 use crate::findings::{Finding, Severity};
+use crate::formats::delimited::{DelimitedOptions, DelimitedReader, Row, TextEncoding};
 use crate::formats::x12::{ClaimReader, ClaimRecord, Variant};
 use crate::mapping::definition::Format;
-use crate::mapping::{Bindings, Plan};
+use crate::mapping::definition::{Encoding, Records};
+use crate::mapping::{Bindings, Plan, RowGroup};
+
+/// Most rows grouped into one claim.
+const MAX_GROUP_ROWS: usize = 10_000;
+/// How many recent claim keys are remembered to catch a key that comes back after other
+/// claims (a line-level file not grouped by claim). Bounded, so memory stays flat.
+const RECENT_KEYS: usize = 65_536;
+
+/// A bounded memory of recently seen claim keys (as hashes).
+#[derive(Default)]
+struct RecentKeys {
+    order: std::collections::VecDeque<u64>,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl RecentKeys {
+    /// Records `key`; returns whether it was seen recently.
+    fn seen_before(&mut self, key: &str) -> bool {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        if self.seen.contains(&hash) {
+            return true;
+        }
+        if self.order.len() == RECENT_KEYS {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(hash);
+        self.seen.insert(hash);
+        false
+    }
+}
 
 /// Which mapping to apply.
 #[derive(Debug)]
@@ -57,6 +92,8 @@ pub struct Summary {
     pub total_charge_cents: i64,
     /// Sum of line charges wherever they parse as amounts, in cents.
     pub line_charge_cents: i64,
+    /// Rows left out by the mapping's `keep_rows` filter (`records = accepted + rejected + skipped`).
+    pub skipped: u64,
 }
 
 /// Reads `input` with `mapping`; calls `on_claim` for each record and `on_finding` for
@@ -73,10 +110,13 @@ pub fn preview<R: Read>(
     };
     match format {
         Format::X12 => preview_x12(mapping, input, on_claim, on_finding),
-        Format::Csv => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "csv previews are not available yet",
-        )),
+        Format::Csv => match mapping {
+            MappingChoice::One(plan) => preview_csv(plan, input, on_claim, on_finding),
+            MappingChoice::X12ByVersion { .. } => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "x12 mappings read X12 files",
+            )),
+        },
     }
 }
 
@@ -240,4 +280,150 @@ pub fn summary_json(s: &Summary) -> serde_json::Value {
         "total_charge_cents": s.total_charge_cents,
         "line_charge_cents": s.line_charge_cents,
     })
+}
+
+fn preview_csv<R: Read>(
+    plan: &Plan,
+    input: R,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+    on_finding: &mut dyn FnMut(&Finding),
+) -> std::io::Result<Summary> {
+    let options = DelimitedOptions {
+        delimiter: u8::try_from(plan.csv.delimiter).unwrap_or(b','),
+        quote: u8::try_from(plan.csv.quote).unwrap_or(b'"'),
+        header: plan.csv.header,
+        encoding: match plan.csv.encoding {
+            Encoding::Utf8 => TextEncoding::Utf8,
+            Encoding::Windows1252 => TextEncoding::Windows1252,
+            Encoding::Latin1 => TextEncoding::Latin1,
+        },
+        ..DelimitedOptions::default()
+    };
+    let mut reader = DelimitedReader::new(input, options);
+    let mut findings = Vec::new();
+    let header = reader.header(&mut findings)?.map(<[String]>::to_vec);
+    let width = header.as_ref().map_or(usize::MAX, Vec::len);
+    let (bindings, bind_findings) = plan.bind(
+        header.as_deref(),
+        width,
+        &Position {
+            line: 1,
+            ..Position::default()
+        },
+    );
+    let unusable = bind_findings.iter().any(|f| f.severity == Severity::Error);
+    findings
+        .iter()
+        .chain(bind_findings.iter())
+        .for_each(&mut *on_finding);
+    findings.clear();
+
+    let grouped = plan.records == Records::Lines;
+    let mut summary = Summary::default();
+    let mut row = Row::default();
+    let mut group = RowGroup::new(grouped);
+    let mut group_key: Option<String> = None;
+    let mut group_findings = Vec::new();
+    let mut recent = RecentKeys::default();
+    let mut claims = 0u64;
+    let mut emit =
+        |group: &mut RowGroup, group_findings: &mut Vec<Finding>, summary: &mut Summary| {
+            if group.is_empty() {
+                return;
+            }
+            claims += 1;
+            let mut position = group
+                .rows()
+                .first()
+                .map(|r| r.position.clone())
+                .unwrap_or_default();
+            position.record = claims;
+            let mut findings: Vec<Finding> = std::mem::take(group_findings);
+            if unusable {
+                findings.push(Finding::error(
+                    "mapping.unusable",
+                    position.clone(),
+                    "the mapping names columns the file lacks",
+                ));
+            }
+            let claim = plan.apply(
+                group,
+                &bindings,
+                ClaimType::Professional,
+                &position,
+                &mut findings,
+            );
+            validate(&claim, &position, &mut findings);
+            let accepted = !findings.iter().any(|f| f.severity == Severity::Error);
+            let rows = group.len() as u64;
+            summary.records += rows;
+            if accepted {
+                summary.accepted += rows
+            } else {
+                summary.rejected += rows
+            }
+            summary.claims += 1;
+            summary.lines += claim.lines.len() as u64;
+            summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
+            summary.line_charge_cents += claim
+                .lines
+                .iter()
+                .filter_map(|l| l.charge)
+                .map(Money::cents)
+                .sum::<i64>();
+            on_claim(&MappedClaim {
+                claim,
+                position,
+                findings,
+                accepted,
+            });
+            group.clear();
+        };
+    loop {
+        let more = reader.read_row(&mut row, &mut findings)?;
+        if more && !row.broken && !plan.keeps(&row, &bindings) {
+            summary.records += 1;
+            summary.skipped += 1;
+            findings.clear();
+            continue;
+        }
+        let key = if grouped && more {
+            plan.claim_key(&row, &bindings)
+        } else {
+            None
+        };
+        let boundary = !more || !grouped || key != group_key || group.len() >= MAX_GROUP_ROWS;
+        if grouped && boundary {
+            if group.len() >= MAX_GROUP_ROWS && key == group_key {
+                let at = group
+                    .rows()
+                    .first()
+                    .map(|r| r.position.clone())
+                    .unwrap_or_default();
+                group_findings.push(Finding::error(
+                    "csv.group_too_large",
+                    at,
+                    "more rows share this claim key than the limit; the claim is split",
+                ));
+            }
+            emit(&mut group, &mut group_findings, &mut summary);
+        }
+        if !more {
+            break;
+        }
+        if grouped && group.is_empty() && key.as_deref().is_some_and(|k| recent.seen_before(k)) {
+            group_findings.push(Finding::error(
+                "csv.claim_key_repeated",
+                row.position.clone(),
+                "rows with this claim key came earlier, separated by other claims; a line-level file must list each claim's lines together",
+            ));
+        }
+        group_key = key;
+        group.push(&row);
+        group_findings.append(&mut findings);
+        if !grouped {
+            emit(&mut group, &mut group_findings, &mut summary);
+        }
+    }
+    Ok(summary)
 }

@@ -304,3 +304,158 @@ fn every_837_in_the_corpus_previews_with_the_builtin_mappings() {
         "imsweb's unbalanced claims are caught"
     );
 }
+
+fn preview_file(
+    mapping: &str,
+    file: &std::path::Path,
+) -> (
+    claimgate::pipeline::Summary,
+    Vec<claimgate::pipeline::MappedClaim>,
+    Vec<Finding>,
+) {
+    use claimgate::mapping::Plan;
+    let toml = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("schemas")
+            .join(mapping),
+    )
+    .unwrap();
+    let plan = Plan::from_toml(&toml).unwrap_or_else(|p| panic!("{mapping}: {p:?}"));
+    let choice = claimgate::pipeline::MappingChoice::One(Box::new(plan));
+    let mut claims = Vec::new();
+    let mut file_findings = Vec::new();
+    let summary = claimgate::pipeline::preview(
+        &choice,
+        std::fs::File::open(file).unwrap(),
+        &mut |c| {
+            claims.push(claimgate::pipeline::MappedClaim {
+                claim: c.claim.clone(),
+                position: c.position.clone(),
+                findings: c.findings.clone(),
+                accepted: c.accepted,
+            })
+        },
+        &mut |f| file_findings.push(f.clone()),
+    )
+    .unwrap();
+    (summary, claims, file_findings)
+}
+
+#[test]
+fn desynpuf_carrier_files_match_their_figures() {
+    let Some(dir) = corpus_dir() else { return };
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for (name, want) in expected["non_x12"].as_object().unwrap() {
+        if want["layout"] != "desynpuf_carrier" {
+            continue;
+        }
+        checked += 1;
+        let (summary, claims, file_findings) =
+            preview_file("examples/desynpuf-carrier.toml", &dir.join(name));
+        assert!(file_findings.is_empty(), "{name}: {file_findings:?}");
+        assert_eq!(summary.records, want["rows"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            summary.claims,
+            want["distinct_claims"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            summary.lines,
+            want["nonempty_hcpcs"].as_u64().unwrap(),
+            "{name}: one line per filled HCPCS slot"
+        );
+        let ids: Vec<&str> = claims
+            .iter()
+            .map(|c| c.claim.source_claim_id.as_str())
+            .collect();
+        let want_ids: Vec<&str> = want["claim_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(ids, want_ids, "{name}");
+        let paid: Money = claims
+            .iter()
+            .flat_map(|c| &c.claim.lines)
+            .filter_map(|l| l.paid)
+            .sum();
+        let allowed: Money = claims
+            .iter()
+            .flat_map(|c| &c.claim.lines)
+            .filter_map(|l| l.allowed)
+            .sum();
+        assert_eq!(paid, money(&want["line_nch_pmt_sum"]), "{name}");
+        assert_eq!(allowed, money(&want["line_alowd_chrg_sum"]), "{name}");
+        assert!(claims.iter().all(|c| {
+            c.claim
+                .diagnoses
+                .iter()
+                .all(|d| d.code.system() == "icd-9-cm")
+        }));
+        // The layout has no place of service, and its synthetic NPIs fail the check digit.
+        for c in &claims {
+            assert!(
+                c.findings
+                    .iter()
+                    .any(|f| f.code == "claim.place_of_service_missing"),
+                "{name}"
+            );
+            for f in &c.findings {
+                let npi = f.code == "mapping.invalid_value" && f.message.contains("rendering_npi");
+                assert!(
+                    npi || f.code == "claim.place_of_service_missing",
+                    "{name}: unexpected {f}"
+                );
+            }
+        }
+    }
+    assert_eq!(checked, 3);
+}
+
+#[test]
+fn synthea_transactions_group_charge_rows_into_claims() {
+    let Some(dir) = corpus_dir() else { return };
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let name = "synthea-dbt-synthea/claims_transactions.csv";
+    let want = &expected["non_x12"][name];
+    let (summary, claims, file_findings) =
+        preview_file("examples/synthea-transactions.toml", &dir.join(name));
+    assert!(file_findings.is_empty(), "{file_findings:?}");
+    assert_eq!(summary.records, want["rows"].as_u64().unwrap());
+    assert_eq!(
+        summary.skipped,
+        want["rows"].as_u64().unwrap() - want["charge_lines"].as_u64().unwrap()
+    );
+    assert_eq!(
+        summary.records,
+        summary.accepted + summary.rejected + summary.skipped
+    );
+    assert_eq!(summary.lines, want["charge_lines"].as_u64().unwrap());
+    assert_eq!(
+        summary.line_charge_cents,
+        money(&want["charge_amount_sum"]).cents()
+    );
+    // 15 claims list their charge rows in two places; streaming cannot join them, so the
+    // later part is rejected with csv.claim_key_repeated and nothing is lost or merged.
+    let mut ids: Vec<&str> = claims
+        .iter()
+        .map(|c| c.claim.source_claim_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, want["distinct_claims"].as_u64().unwrap());
+    let repeated = claims
+        .iter()
+        .filter(|c| {
+            c.findings
+                .iter()
+                .any(|f| f.code == "csv.claim_key_repeated")
+        })
+        .count();
+    assert_eq!(repeated, 15);
+    assert_eq!(summary.claims, 1267 + 15);
+}

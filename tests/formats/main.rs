@@ -8,4 +8,5 @@
 
 mod cli;
 mod corpus;
+mod csv;
 mod x12;
