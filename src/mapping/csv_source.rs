@@ -3,14 +3,21 @@
 
 use super::plan::{Scope, SourceRecord};
 use crate::formats::delimited::Row;
-use crate::formats::x12::Segment;
+use crate::formats::x12::{Key, Segment};
 
 impl SourceRecord for Row {
     fn column(&self, index: usize, _scope: Scope) -> Option<&str> {
         self.get(index)
     }
 
-    fn segments(&self, _loop_id: &str, _scope: Scope, _each: &mut dyn FnMut(&Segment)) {}
+    fn segments(
+        &self,
+        _loop_key: Key,
+        _segment_key: Key,
+        _scope: Scope,
+        _each: &mut dyn FnMut(&Segment),
+    ) {
+    }
 
     fn line_count(&self) -> usize {
         1
@@ -74,7 +81,14 @@ impl SourceRecord for RowGroup {
         row.and_then(|r| r.get(index))
     }
 
-    fn segments(&self, _loop_id: &str, _scope: Scope, _each: &mut dyn FnMut(&Segment)) {}
+    fn segments(
+        &self,
+        _loop_key: Key,
+        _segment_key: Key,
+        _scope: Scope,
+        _each: &mut dyn FnMut(&Segment),
+    ) {
+    }
 
     fn line_count(&self) -> usize {
         if self.grouped { self.len } else { 1 }

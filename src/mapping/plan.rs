@@ -10,7 +10,7 @@ use super::definition::{
 use super::targets::{self, ClaimField, Kind, LineField, ListItem};
 use crate::claims::{Claim, ClaimLine, ClaimType};
 use crate::findings::{Finding, Position};
-use crate::formats::x12::Segment;
+use crate::formats::x12::{Key, Segment};
 
 /// A problem with the mapping itself, with the path of the offending key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,6 +49,8 @@ pub struct X12Path {
     pub element: Option<usize>,
     /// Component range (inclusive); `None` for the whole element.
     pub components: Option<(usize, usize)>,
+    loop_key: Key,
+    segment_key: Key,
 }
 
 impl X12Path {
@@ -83,13 +85,7 @@ impl X12Path {
         }
         let rest = rest.trim();
         if rest == "*" {
-            return Ok(Self {
-                loop_id: loop_id.into(),
-                segment: segment.as_bytes().to_vec(),
-                qualifier,
-                element: None,
-                components: None,
-            });
+            return Ok(Self::new(loop_id, segment, qualifier, None, None));
         }
         let (element, components) = match rest.split_once('-') {
             Some((e, c)) => (e, Some(c)),
@@ -114,17 +110,35 @@ impl X12Path {
         if element == 0 || components.is_some_and(|(a, b)| a == 0 || b < a) {
             return Err("element and component numbers start at 1");
         }
-        Ok(Self {
+        Ok(Self::new(
+            loop_id,
+            segment,
+            qualifier,
+            Some(element),
+            components,
+        ))
+    }
+
+    fn new(
+        loop_id: &str,
+        segment: &str,
+        qualifier: Option<(usize, Vec<u8>)>,
+        element: Option<usize>,
+        components: Option<(usize, usize)>,
+    ) -> Self {
+        Self {
             loop_id: loop_id.into(),
             segment: segment.as_bytes().to_vec(),
             qualifier,
-            element: Some(element),
+            element,
             components,
-        })
+            loop_key: Key::of(loop_id.as_bytes()),
+            segment_key: Key::of(segment.as_bytes()),
+        }
     }
 
     fn matches(&self, segment: &Segment) -> bool {
-        segment.id() == self.segment.as_slice()
+        segment.key() == self.segment_key
             && self.qualifier.as_ref().is_none_or(|(n, v)| {
                 segment.element(*n) == v.as_slice() || segment.component(*n, 1) == v.as_slice()
             })
@@ -144,8 +158,15 @@ pub enum Scope {
 pub trait SourceRecord {
     /// The text of column `index` (0-based) in `scope`.
     fn column(&self, index: usize, scope: Scope) -> Option<&str>;
-    /// Calls `each` with every segment of `loop_id` (any loop when empty) in `scope`.
-    fn segments(&self, loop_id: &str, scope: Scope, each: &mut dyn FnMut(&Segment));
+    /// Calls `each` with every segment with id `segment_key` in the loop `loop_key`
+    /// ([`Key::ANY`]: any loop) in `scope`.
+    fn segments(
+        &self,
+        loop_key: Key,
+        segment_key: Key,
+        scope: Scope,
+        each: &mut dyn FnMut(&Segment),
+    );
     /// Number of lines (2400 loops, or rows of a group).
     fn line_count(&self) -> usize;
 }
@@ -467,12 +488,9 @@ impl Plan {
     /// The grouping key of a line record (`records = "lines"`).
     pub fn claim_key(&self, record: &dyn SourceRecord, bindings: &Bindings) -> Option<String> {
         let rule = self.claim_key.as_ref()?;
-        let mut out = Vec::new();
+        let mut out = Items::default();
         collect(rule, record, Scope::Claim, bindings, &mut out);
-        out.into_iter()
-            .next()
-            .map(|i| i.code)
-            .filter(|k| !k.is_empty())
+        out.first_code(0).map(str::to_owned)
     }
 
     /// Maps one record into `claim_type`'s claim; findings for values it cannot use are
@@ -486,7 +504,7 @@ impl Plan {
         findings: &mut Vec<Finding>,
     ) -> Claim {
         let mut claim = Claim::new(claim_type);
-        let mut items = Vec::new();
+        let mut items = Items::default();
         for (field, rule) in &self.claim {
             items.clear();
             collect(rule, record, Scope::Claim, bindings, &mut items);
@@ -934,20 +952,75 @@ fn implied_decimals(digits: &str, places: usize) -> String {
     )
 }
 
+/// Values collected for a rule. The items and their strings are reused from rule to rule
+/// and record to record, so mapping a record allocates almost nothing.
+#[derive(Debug, Default)]
+struct Items {
+    buf: Vec<ListItem>,
+    len: usize,
+}
+
+impl Items {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn as_slice(&self) -> &[ListItem] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, ListItem> {
+        self.as_slice().iter()
+    }
+
+    fn first_code(&self, from: usize) -> Option<&str> {
+        self.as_slice()
+            .get(from..)?
+            .iter()
+            .map(|i| i.code.as_str())
+            .find(|c| !c.is_empty())
+    }
+
+    /// A cleared item at the end.
+    fn push(&mut self) -> &mut ListItem {
+        if self.buf.len() == self.len {
+            self.buf.push(ListItem::default());
+        }
+        let index = self.len;
+        self.len += 1;
+        let item = &mut self.buf[index];
+        item.code.clear();
+        item.extra = None;
+        item.refused = None;
+        item.qualifier = None;
+        item.system = None;
+        item
+    }
+
+    fn push_text(&mut self, text: &str) {
+        self.push().code.push_str(text);
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.push().code.push_str(&String::from_utf8_lossy(bytes));
+    }
+}
+
 /// Appends the transformed values that `rule` selects.
 fn collect(
     rule: &Rule,
     record: &dyn SourceRecord,
     scope: Scope,
     bindings: &Bindings,
-    out: &mut Vec<ListItem>,
+    out: &mut Items,
 ) {
-    let start = out.len();
+    let start = out.len;
     match &rule.source {
-        Source::Value(v) => out.push(ListItem {
-            code: v.clone(),
-            ..ListItem::default()
-        }),
+        Source::Value(v) => out.push_text(v),
         Source::Column {
             slot_columns,
             binding,
@@ -959,34 +1032,22 @@ fn collect(
                     .copied()
                     .flatten()
                     .and_then(|c| record.column(c, scope));
-                out.push(ListItem {
-                    code: text.unwrap_or_default().to_owned(),
-                    ..ListItem::default()
-                });
+                out.push_text(text.unwrap_or_default());
             }
         }
         Source::X12(path) => {
-            record.segments(&path.loop_id, scope, &mut |segment| {
+            record.segments(path.loop_key, path.segment_key, scope, &mut |segment| {
                 if !path.matches(segment) {
                     return;
                 }
-                match path.element {
-                    Some(e) => match path.components {
-                        None => out.push(ListItem {
-                            code: String::from_utf8_lossy(segment.element(e)).into_owned(),
-                            ..ListItem::default()
-                        }),
-                        Some((first, last)) => {
-                            for c in first..=last {
-                                out.push(ListItem {
-                                    code: String::from_utf8_lossy(segment.component(e, c))
-                                        .into_owned(),
-                                    ..ListItem::default()
-                                });
-                            }
+                match (path.element, path.components) {
+                    (Some(e), None) => out.push_bytes(segment.element(e)),
+                    (Some(e), Some((first, last))) => {
+                        for c in first..=last {
+                            out.push_bytes(segment.component(e, c));
                         }
-                    },
-                    None => {
+                    }
+                    (None, _) => {
                         for e in 1..=segment.element_count() {
                             let qualifier = segment.component(e, 1);
                             if rule
@@ -996,16 +1057,14 @@ fn collect(
                             {
                                 continue;
                             }
-                            out.push(ListItem {
-                                code: String::from_utf8_lossy(segment.component(e, rule.component))
-                                    .into_owned(),
-                                extra: rule.extra_component.map(|x| {
-                                    String::from_utf8_lossy(segment.component(e, x)).into_owned()
-                                }),
-                                refused: None,
-                                qualifier: Some(String::from_utf8_lossy(qualifier).into_owned()),
-                                system: None,
+                            let item = out.push();
+                            item.code.push_str(&String::from_utf8_lossy(
+                                segment.component(e, rule.component),
+                            ));
+                            item.extra = rule.extra_component.map(|x| {
+                                String::from_utf8_lossy(segment.component(e, x)).into_owned()
                             });
+                            item.qualifier = Some(String::from_utf8_lossy(qualifier).into_owned());
                         }
                     }
                 }
@@ -1013,36 +1072,35 @@ fn collect(
         }
         Source::FirstOf(rules) => {
             for sub in rules {
-                let mut tmp = Vec::new();
-                collect(sub, record, scope, bindings, &mut tmp);
-                if tmp.iter().any(|i| !i.code.is_empty()) {
-                    out.extend(tmp);
+                let before = out.len;
+                collect(sub, record, scope, bindings, out);
+                if out.first_code(before).is_some() {
                     break;
                 }
+                out.truncate(before);
             }
         }
         Source::Concat(rules, separator) => {
-            let mut parts = Vec::new();
+            let mut joined = String::new();
             for sub in rules {
-                let mut tmp = Vec::new();
-                collect(sub, record, scope, bindings, &mut tmp);
-                if let Some(first) = tmp.into_iter().next().filter(|i| !i.code.is_empty()) {
-                    parts.push(first.code);
+                let before = out.len;
+                collect(sub, record, scope, bindings, out);
+                if let Some(code) = out.first_code(before) {
+                    if !joined.is_empty() {
+                        joined.push_str(separator);
+                    }
+                    joined.push_str(code);
                 }
+                out.truncate(before);
             }
-            out.push(ListItem {
-                code: parts.join(separator),
-                ..ListItem::default()
-            });
+            out.push_text(&joined);
         }
     }
-    for item in out.iter_mut().skip(start) {
+    for item in out.buf.iter_mut().take(out.len).skip(start) {
         item.system = rule.system;
-    }
-    if rule.steps.is_empty() {
-        return;
-    }
-    for item in out.iter_mut().skip(start) {
+        if rule.steps.is_empty() {
+            continue;
+        }
         match run_steps(&rule.steps, Cow::Borrowed(&item.code)).map(Cow::into_owned) {
             Ok(value) => item.code = value,
             Err(reason) => item.refused = Some(reason),

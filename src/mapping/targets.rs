@@ -153,19 +153,24 @@ impl LineField {
 
 /// Parses `YYYY-MM-DD` (what the `date` transform produces) or `YYYYMMDD`.
 pub fn parse_date(text: &str) -> Result<Date, Refusal> {
-    let digits: String = text.trim().chars().filter(|c| *c != '-').collect();
-    let b = digits.as_bytes();
-    if b.len() != 8 || !b.iter().all(u8::is_ascii_digit) {
+    let mut digits = [0u32; 8];
+    let mut n = 0;
+    for b in text.trim().bytes() {
+        match b {
+            b'-' => {}
+            b'0'..=b'9' if n < 8 => {
+                digits[n] = u32::from(b - b'0');
+                n += 1;
+            }
+            _ => return Err("not a date (YYYY-MM-DD)"),
+        }
+    }
+    if n != 8 {
         return Err("not a date (YYYY-MM-DD)");
     }
-    let num = |r: std::ops::Range<usize>| {
-        digits
-            .get(r)
-            .and_then(|s| s.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    let month = time::Month::try_from(num(4..6) as u8).map_err(|_| "not a valid month")?;
-    Date::from_calendar_date(num(0..4) as i32, month, num(6..8) as u8)
+    let number = |r: std::ops::Range<usize>| digits[r].iter().fold(0, |acc, d| acc * 10 + d);
+    let month = time::Month::try_from(number(4..6) as u8).map_err(|_| "not a valid month")?;
+    Date::from_calendar_date(number(0..4) as i32, month, number(6..8) as u8)
         .map_err(|_| "not a valid calendar date")
 }
 

@@ -1,30 +1,29 @@
 //! X12 claim records as mapping sources.
 
 use super::plan::{Scope, SourceRecord};
-use crate::formats::x12::{ClaimRecord, Segment};
+use crate::formats::x12::{ClaimRecord, Key, Segment};
 
 impl SourceRecord for ClaimRecord {
     fn column(&self, _index: usize, _scope: Scope) -> Option<&str> {
         None
     }
 
-    fn segments(&self, loop_id: &str, scope: Scope, each: &mut dyn FnMut(&Segment)) {
-        let wanted = |l: &str| loop_id.is_empty() || l == loop_id;
+    fn segments(
+        &self,
+        loop_key: Key,
+        segment_key: Key,
+        scope: Scope,
+        each: &mut dyn FnMut(&Segment),
+    ) {
         match scope {
-            Scope::Claim => {
-                for (l, segment) in self.context.iter().chain(self.claim.iter()) {
-                    if wanted(l) {
-                        each(segment);
-                    }
-                }
-            }
+            Scope::Claim => self
+                .context
+                .matching(loop_key, segment_key)
+                .chain(self.claim.matching(loop_key, segment_key))
+                .for_each(each),
             Scope::Line(n) => {
                 if let Some(line) = self.lines().nth(n) {
-                    for (l, segment) in line.iter() {
-                        if wanted(l) {
-                            each(segment);
-                        }
-                    }
+                    line.matching(loop_key, segment_key).for_each(each);
                 }
             }
         }

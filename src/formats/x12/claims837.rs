@@ -10,7 +10,7 @@
 use std::io::Read;
 
 use super::envelope::Envelope;
-use super::tokenizer::{Limits, Segment, Tokenizer};
+use super::tokenizer::{Key, Limits, Segment, Tokenizer};
 use crate::formats::{Finding, Position};
 
 /// Professional (837P) or institutional (837I), from the implementation guide in ST03 (or GS08).
@@ -42,7 +42,7 @@ impl Variant {
 /// A list of loop-tagged segments whose allocations are reused.
 #[derive(Debug, Default)]
 pub struct SegmentList {
-    items: Vec<(&'static str, Segment)>,
+    items: Vec<(&'static str, Key, Segment)>,
     len: usize,
 }
 
@@ -55,9 +55,12 @@ impl SegmentList {
         match self.items.get_mut(self.len) {
             Some(slot) => {
                 slot.0 = loop_id;
-                slot.1.clone_from(segment);
+                slot.1 = Key::of(loop_id.as_bytes());
+                slot.2.clone_from(segment);
             }
-            None => self.items.push((loop_id, segment.clone())),
+            None => self
+                .items
+                .push((loop_id, Key::of(loop_id.as_bytes()), segment.clone())),
         }
         self.len += 1;
     }
@@ -70,7 +73,34 @@ impl SegmentList {
 
     /// The segments with their loops, in file order.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Segment)> {
-        self.items.iter().take(self.len).map(|(l, s)| (*l, s))
+        self.items.iter().take(self.len).map(|(l, _, s)| (*l, s))
+    }
+
+    /// The segments with id `segment_key` in loop `loop_key` ([`Key::ANY`] for any loop),
+    /// in file order.
+    pub fn matching(&self, loop_key: Key, segment_key: Key) -> impl Iterator<Item = &Segment> {
+        self.items
+            .iter()
+            .take(self.len)
+            .filter(move |(_, k, s)| {
+                s.key() == segment_key && (loop_key == Key::ANY || *k == loop_key)
+            })
+            .map(|(_, _, s)| s)
+    }
+
+    /// Moves `segment` into the list (its buffers are swapped with a spare slot's, so
+    /// nothing is copied); `segment` is left holding stale contents to be overwritten.
+    fn push_moved(&mut self, loop_id: &'static str, segment: &mut Segment) {
+        if self.items.len() == self.len {
+            self.items
+                .push((loop_id, Key::of(loop_id.as_bytes()), Segment::default()));
+        }
+        if let Some(slot) = self.items.get_mut(self.len) {
+            slot.0 = loop_id;
+            slot.1 = Key::of(loop_id.as_bytes());
+            std::mem::swap(&mut slot.2, segment);
+        }
+        self.len += 1;
     }
 
     /// Number of segments.
@@ -181,7 +211,9 @@ pub struct ClaimReader<R> {
     subscriber: SegmentList,
     patient: SegmentList,
     context_loop: &'static str,
-    hl_ids: Vec<Vec<u8>>,
+    /// The current HL path (billing provider, subscriber, patient): at most three ids, so
+    /// memory and time per HL stay flat however many claims one transaction holds.
+    hl_path: Vec<Vec<u8>>,
     in_claim: Option<InClaim>,
     claim_loop: &'static str,
     skip_transaction: bool,
@@ -206,7 +238,7 @@ impl<R: Read> ClaimReader<R> {
             subscriber: SegmentList::default(),
             patient: SegmentList::default(),
             context_loop: "",
-            hl_ids: Vec::new(),
+            hl_path: Vec::new(),
             in_claim: None,
             claim_loop: "2300",
             skip_transaction: false,
@@ -316,19 +348,28 @@ impl<R: Read> ClaimReader<R> {
         self.subscriber.clear();
         self.patient.clear();
         self.context_loop = "";
-        self.hl_ids.clear();
+        self.hl_path.clear();
     }
 
     fn hierarchy(&mut self, findings: &mut Vec<Finding>) {
+        // HL02 must name an HL on the current path; everything below it is closed.
         let parent = self.segment.element(2);
-        if !parent.is_empty() && !self.hl_ids.iter().any(|id| id == parent) {
-            findings.push(Finding::warning(
-                "x12.hl_parent",
-                self.segment.position(),
-                "HL02 names no earlier HL",
-            ));
+        match self.hl_path.iter().position(|id| id.as_slice() == parent) {
+            Some(at) => self.hl_path.truncate(at + 1),
+            None => {
+                if !parent.is_empty() {
+                    findings.push(Finding::warning(
+                        "x12.hl_parent",
+                        self.segment.position(),
+                        "HL02 names no open parent HL",
+                    ));
+                }
+                self.hl_path.clear();
+            }
         }
-        self.hl_ids.push(self.segment.element(1).to_vec());
+        if self.hl_path.len() < 3 {
+            self.hl_path.push(self.segment.element(1).to_vec());
+        }
         match self.segment.element(3) {
             b"20" => {
                 self.billing.clear();
@@ -405,7 +446,7 @@ impl<R: Read> ClaimReader<R> {
             (_, b"LX") => {
                 self.in_claim = Some(InClaim::Line);
                 self.claim_loop = "2400";
-                record.start_line().push("2400", &self.segment);
+                record.start_line().push_moved("2400", &mut self.segment);
                 return;
             }
             (Some(InClaim::Line), _) => {
@@ -417,7 +458,7 @@ impl<R: Read> ClaimReader<R> {
                     _ => self.claim_loop,
                 };
                 if let Some(line) = record.current_line() {
-                    line.push(self.claim_loop, &self.segment);
+                    line.push_moved(self.claim_loop, &mut self.segment);
                 }
                 return;
             }
@@ -433,7 +474,7 @@ impl<R: Read> ClaimReader<R> {
             }
             _ => {}
         }
-        record.claim.push(self.claim_loop, &self.segment);
+        record.claim.push_moved(self.claim_loop, &mut self.segment);
     }
 }
 

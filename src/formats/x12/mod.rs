@@ -6,4 +6,4 @@ pub mod envelope;
 pub mod tokenizer;
 
 pub use claims837::{ClaimReader, ClaimRecord, SegmentList, Variant};
-pub use tokenizer::{Delimiters, Limits, Segment, Tokenizer};
+pub use tokenizer::{Delimiters, Key, Limits, Segment, Tokenizer};

@@ -55,6 +55,25 @@ const MAX_LEADING_BYTES: usize = 4096;
 /// Size of each read from the source.
 const CHUNK: usize = 64 * 1024;
 
+/// A short name (segment id or loop id, up to 8 bytes) packed into an integer, so that
+/// look-ups compare one number instead of two strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Key(u64);
+
+impl Key {
+    /// Matches any name (used for "any loop").
+    pub const ANY: Self = Self(0);
+
+    /// Packs `name`; names longer than 8 bytes share the key of their first 8.
+    pub fn of(name: &[u8]) -> Self {
+        let mut packed = [0u8; 8];
+        for (slot, byte) in packed.iter_mut().zip(name) {
+            *slot = *byte;
+        }
+        Self(u64::from_le_bytes(packed))
+    }
+}
+
 /// One segment, reused from call to call. Element 0 is the segment id.
 #[derive(Debug, Default, Clone)]
 pub struct Segment {
@@ -62,6 +81,7 @@ pub struct Segment {
     elements: Vec<Range<u32>>,
     component: u8,
     repetition: Option<u8>,
+    key: Key,
     /// Byte offset of the segment's first byte.
     pub byte: u64,
     /// 1-based line of the segment's first byte.
@@ -74,6 +94,11 @@ impl Segment {
     /// The segment id (`ISA`, `CLM`, …).
     pub fn id(&self) -> &[u8] {
         self.raw_element(0)
+    }
+
+    /// The segment id as a [`Key`].
+    pub fn key(&self) -> Key {
+        self.key
     }
 
     /// Element `n` (1-based, as in `CLM01`); empty when absent.
@@ -137,6 +162,7 @@ impl Segment {
             start = sep as u32 + 1;
         }
         self.elements.push(start..bytes.len() as u32);
+        self.key = Key::of(self.raw_element(0));
         self.component = delimiters.component;
         self.repetition = delimiters.repetition;
     }
