@@ -1135,6 +1135,7 @@ mod tests {
         assert!(X12Path::parse("2300 HI*").unwrap().element.is_none());
         for bad in [
             "CLM01",
+            "2010BAA NM109",
             "2300 C01",
             "2300 CLM",
             "2300 CLM00",

@@ -39,6 +39,14 @@ impl Variant {
     }
 }
 
+/// Every loop id the reader assigns; a mapping may name only these.
+pub const LOOPS: &[&str] = &[
+    "2000A", "2010AA", "2010AB", "2010AC", "2000B", "2010BA", "2010BB", "2000C", "2010CA", "2300",
+    "2310", "2310A", "2310B", "2310C", "2310D", "2310E", "2310F", "2320", "2330", "2330A", "2330B",
+    "2330C", "2330D", "2330E", "2330F", "2330G", "2400", "2410", "2420", "2420A", "2420B", "2420C",
+    "2420D", "2420E", "2420F", "2420G", "2420H", "2430", "2440",
+];
+
 /// A list of loop-tagged segments whose allocations are reused.
 #[derive(Debug, Default)]
 pub struct SegmentList {

@@ -5,5 +5,5 @@ pub mod claims837;
 pub mod envelope;
 pub mod tokenizer;
 
-pub use claims837::{ClaimReader, ClaimRecord, SegmentList, Variant};
+pub use claims837::{ClaimReader, ClaimRecord, LOOPS, SegmentList, Variant};
 pub use tokenizer::{Delimiters, Key, Limits, Segment, Tokenizer};
