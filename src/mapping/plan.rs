@@ -60,6 +60,11 @@ impl X12Path {
             .trim()
             .split_once(' ')
             .ok_or("an X12 path is `LOOP SEGMENT…`")?;
+        if !crate::formats::x12::LOOPS.contains(&loop_id) {
+            return Err(
+                "not a loop the 837 reader knows (2000A, 2010AA … 2300, 2310B, 2400, 2420A …)",
+            );
+        }
         let rest = rest.trim();
         let seg_len = rest
             .bytes()
