@@ -101,6 +101,20 @@ impl Row {
         self.len == 0
     }
 
+    /// Empties the row and gives it a position and record number (other readers).
+    pub(crate) fn clear_with(&mut self, position: Position, record: u64) {
+        self.len = 0;
+        self.broken = false;
+        self.position = position;
+        self.position.record = record;
+    }
+
+    /// Sets field `index` and counts it (other readers fill rows field by field, in order).
+    pub(crate) fn push_field(&mut self, index: usize, value: &str) {
+        self.set(index, value);
+        self.len = self.len.max(index + 1);
+    }
+
     fn set(&mut self, index: usize, value: &str) {
         match self.fields.get_mut(index) {
             Some(slot) => {

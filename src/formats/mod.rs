@@ -3,6 +3,7 @@
 //! [`Finding`]s, never as failures of the whole file.
 
 pub mod delimited;
+pub mod fixed_width;
 pub mod x12;
 
 pub use crate::findings::{Finding, Position, Severity};

@@ -31,6 +31,8 @@ pub enum Format {
     X12,
     /// Delimited text.
     Csv,
+    /// Fixed-width records, one per line.
+    FixedWidth,
 }
 
 /// What one source record is.
@@ -82,6 +84,16 @@ impl Default for CsvOptions {
     }
 }
 
+/// Options of fixed-width files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixedWidthOptions {
+    /// Text encoding.
+    pub encoding: Encoding,
+    /// The layout's record length; lines of another length are errors.
+    pub record_length: Option<usize>,
+}
+
 /// A CSV column: by header name, or by 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
@@ -98,6 +110,8 @@ pub enum ColumnRef {
 pub struct FieldRule {
     /// CSV column.
     pub column: Option<ColumnRef>,
+    /// Fixed-width field: first and last byte, 1-based and inclusive.
+    pub range: Option<[usize; 2]>,
     /// X12 path: `LOOP SEG[QUAL]NN`, `…NN-C`, `…NN-C..D` (components), or `LOOP SEG*` (every
     /// element, for list fields).
     pub x12: Option<String>,
@@ -218,6 +232,9 @@ pub struct MappingDefinition {
     /// Delimited-file options.
     #[serde(default)]
     pub csv: CsvOptions,
+    /// Fixed-width options.
+    #[serde(default)]
+    pub fixed_width: FixedWidthOptions,
     /// Claim fields.
     pub claim: BTreeMap<String, FieldRule>,
     /// Line fields.

@@ -5,7 +5,8 @@
 use std::borrow::Cow;
 
 use super::definition::{
-    ColumnRef, CsvOptions, FieldRule, Format, MappingDefinition, Records, Transform,
+    ColumnRef, CsvOptions, FieldRule, FixedWidthOptions, Format, MappingDefinition, Records,
+    Transform,
 };
 use super::targets::{self, ClaimField, Kind, LineField, ListItem};
 use crate::claims::{Claim, ClaimLine, ClaimType};
@@ -179,7 +180,7 @@ pub trait SourceRecord {
 #[derive(Debug, Clone)]
 enum Source {
     Column {
-        slot_columns: Vec<ColumnRef>,
+        slot_columns: Vec<PlanColumn>,
         binding: usize,
     },
     X12(X12Path),
@@ -225,6 +226,13 @@ struct Rule {
     system: Option<super::definition::CodeSystem>,
 }
 
+/// A column a plan reads: a CSV column, or a fixed-width byte range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PlanColumn {
+    Csv(ColumnRef),
+    Range(usize, usize),
+}
+
 /// Column names (with `{n}` expanded) that a plan needs, resolved per file.
 #[derive(Debug, Clone, Default)]
 pub struct Bindings {
@@ -242,6 +250,8 @@ pub struct Plan {
     pub records: Records,
     /// Delimited options.
     pub csv: CsvOptions,
+    /// Fixed-width options.
+    pub fixed_width: FixedWidthOptions,
     claim_key: Option<Rule>,
     claim: Vec<(ClaimField, Rule)>,
     /// Line rules, one set per slot (one set when the layout has no slots).
@@ -249,7 +259,7 @@ pub struct Plan {
     slotted: bool,
     line_keys: Vec<Rule>,
     keep_rows: Option<(usize, Vec<String>)>,
-    columns: Vec<ColumnRef>,
+    columns: Vec<PlanColumn>,
 }
 
 impl Plan {
@@ -399,7 +409,7 @@ impl Plan {
         }
         let keep_rows = match &def.keep_rows {
             Some(keep) if def.format == Format::Csv => {
-                columns.push(keep.column.clone());
+                columns.push(PlanColumn::Csv(keep.column.clone()));
                 Some((columns.len() - 1, keep.values.clone()))
             }
             Some(_) => {
@@ -435,6 +445,7 @@ impl Plan {
             format: def.format,
             records: def.records,
             csv: def.csv.clone(),
+            fixed_width: def.fixed_width.clone(),
             claim_key,
             claim,
             line,
@@ -459,14 +470,27 @@ impl Plan {
             .iter()
             .map(|c| {
                 let found = match (c, header) {
-                    (ColumnRef::Index(i), _) => (*i >= 1 && *i <= width).then(|| i - 1),
-                    (ColumnRef::Name(n), Some(h)) => h.iter().position(|x| x.trim() == n),
-                    (ColumnRef::Name(_), None) => None,
+                    (PlanColumn::Range(..), _) => self
+                        .ranges()
+                        .iter()
+                        .position(|r| PlanColumn::Range(r.0, r.1) == *c),
+                    (PlanColumn::Csv(ColumnRef::Index(i)), _) => {
+                        (*i >= 1 && *i <= width).then(|| i - 1)
+                    }
+                    (PlanColumn::Csv(ColumnRef::Name(n)), Some(h)) => {
+                        h.iter().position(|x| x.trim() == n)
+                    }
+                    (PlanColumn::Csv(ColumnRef::Name(_)), None) => None,
                 };
                 if found.is_none() {
                     let what = match c {
-                        ColumnRef::Index(i) => format!("the file has no column {i}"),
-                        ColumnRef::Name(n) => format!("the file has no column named `{n}`"),
+                        PlanColumn::Csv(ColumnRef::Index(i)) => {
+                            format!("the file has no column {i}")
+                        }
+                        PlanColumn::Csv(ColumnRef::Name(n)) => {
+                            format!("the file has no column named `{n}`")
+                        }
+                        PlanColumn::Range(a, b) => format!("no field at bytes {a}-{b}"),
                     };
                     findings.push(Finding::error("mapping.missing_column", at.clone(), what));
                 }
@@ -474,6 +498,20 @@ impl Plan {
             })
             .collect();
         (Bindings { columns }, findings)
+    }
+
+    /// The distinct fixed-width ranges the plan reads, in the order a fixed-width reader
+    /// must yield them.
+    pub fn ranges(&self) -> Vec<(usize, usize)> {
+        let mut ranges: Vec<(usize, usize)> = Vec::new();
+        for c in &self.columns {
+            if let PlanColumn::Range(a, b) = c {
+                if !ranges.contains(&(*a, *b)) {
+                    ranges.push((*a, *b));
+                }
+            }
+        }
+        ranges
     }
 
     /// Whether a row passes the mapping's `keep_rows` filter (always, without one).
@@ -644,10 +682,11 @@ fn compile_rule(
     path: &str,
     kind: Kind,
     slot: u32,
-    columns: &mut Vec<ColumnRef>,
+    columns: &mut Vec<PlanColumn>,
     problems: &mut Vec<MappingProblem>,
 ) -> Option<Rule> {
     let given = [
+        rule.range.is_some(),
         rule.column.is_some(),
         rule.x12.is_some(),
         rule.value.is_some(),
@@ -658,12 +697,35 @@ fn compile_rule(
         problems.push(problem(
             path,
             "one_source",
-            "give exactly one of column, x12, value, first_of, concat",
+            "give exactly one of column, range, x12, value, first_of, concat",
         ));
         return None;
     }
     let expand = |name: &str, n: u32| name.replace("{n}", &n.to_string());
-    let source = if let Some(column) = &rule.column {
+    let source = if let Some([from, to]) = rule.range {
+        if format != Format::FixedWidth {
+            problems.push(problem(
+                format!("{path}.range"),
+                "wrong_format",
+                "range sources are for fixed_width mappings",
+            ));
+            return None;
+        }
+        if from == 0 || to < from || to > 100_000 {
+            problems.push(problem(
+                format!("{path}.range"),
+                "bad_range",
+                "a range is [first, last] byte, 1-based, first <= last",
+            ));
+            return None;
+        }
+        let binding = columns.len();
+        columns.push(PlanColumn::Range(from, to));
+        Source::Column {
+            slot_columns: vec![PlanColumn::Range(from, to)],
+            binding,
+        }
+    } else if let Some(column) = &rule.column {
         if format != Format::Csv {
             problems.push(problem(
                 format!("{path}.column"),
@@ -692,11 +754,13 @@ fn compile_rule(
             }
             (None, _) => 0,
         };
-        let refs: Vec<ColumnRef> = match column {
-            ColumnRef::Name(n) if slots > 0 => {
-                (1..=slots).map(|i| ColumnRef::Name(expand(n, i))).collect()
+        let refs: Vec<PlanColumn> = match column {
+            ColumnRef::Name(n) if slots > 0 => (1..=slots)
+                .map(|i| PlanColumn::Csv(ColumnRef::Name(expand(n, i))))
+                .collect(),
+            ColumnRef::Name(n) if slot > 0 => {
+                vec![PlanColumn::Csv(ColumnRef::Name(expand(n, slot)))]
             }
-            ColumnRef::Name(n) if slot > 0 => vec![ColumnRef::Name(expand(n, slot))],
             ColumnRef::Name(n) if n.contains("{n}") => {
                 problems.push(problem(
                     format!("{path}.column"),
@@ -705,7 +769,7 @@ fn compile_rule(
                 ));
                 return None;
             }
-            other => vec![other.clone()],
+            other => vec![PlanColumn::Csv(other.clone())],
         };
         let binding = columns.len();
         columns.extend(refs.iter().cloned());

@@ -11,6 +11,7 @@ use crate::claims::{Claim, ClaimType, Money};
 use crate::findings::Position;
 use crate::findings::{Finding, Severity};
 use crate::formats::delimited::{DelimitedOptions, DelimitedReader, Row, TextEncoding};
+use crate::formats::fixed_width::{FixedWidthOptions, FixedWidthReader};
 use crate::formats::x12::{ClaimReader, ClaimRecord, Variant};
 use crate::mapping::definition::Format;
 use crate::mapping::definition::{Encoding, Records};
@@ -110,8 +111,11 @@ pub fn preview<R: Read>(
     };
     match format {
         Format::X12 => preview_x12(mapping, input, on_claim, on_finding),
-        Format::Csv => match mapping {
-            MappingChoice::One(plan) => preview_csv(plan, input, on_claim, on_finding),
+        Format::Csv | Format::FixedWidth => match mapping {
+            MappingChoice::One(plan) if plan.format == Format::Csv => {
+                preview_csv(plan, input, on_claim, on_finding)
+            }
+            MappingChoice::One(plan) => preview_fixed_width(plan, input, on_claim, on_finding),
             MappingChoice::X12ByVersion { .. } => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "x12 mappings read X12 files",
@@ -292,11 +296,7 @@ fn preview_csv<R: Read>(
         delimiter: u8::try_from(plan.csv.delimiter).unwrap_or(b','),
         quote: u8::try_from(plan.csv.quote).unwrap_or(b'"'),
         header: plan.csv.header,
-        encoding: match plan.csv.encoding {
-            Encoding::Utf8 => TextEncoding::Utf8,
-            Encoding::Windows1252 => TextEncoding::Windows1252,
-            Encoding::Latin1 => TextEncoding::Latin1,
-        },
+        encoding: text_encoding(plan.csv.encoding),
         ..DelimitedOptions::default()
     };
     let mut reader = DelimitedReader::new(input, options);
@@ -316,8 +316,63 @@ fn preview_csv<R: Read>(
         .iter()
         .chain(bind_findings.iter())
         .for_each(&mut *on_finding);
-    findings.clear();
+    run_rows(plan, &mut reader, &bindings, unusable, on_claim)
+}
 
+fn preview_fixed_width<R: Read>(
+    plan: &Plan,
+    input: R,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+    on_finding: &mut dyn FnMut(&Finding),
+) -> std::io::Result<Summary> {
+    let ranges = plan.ranges();
+    let options = FixedWidthOptions {
+        encoding: text_encoding(plan.fixed_width.encoding),
+        record_length: plan.fixed_width.record_length,
+        ..FixedWidthOptions::default()
+    };
+    let width = ranges.len();
+    let mut reader = FixedWidthReader::new(input, ranges, options);
+    let (bindings, bind_findings) = plan.bind(None, width, &Position::default());
+    bind_findings.iter().for_each(&mut *on_finding);
+    let unusable = bind_findings.iter().any(|f| f.severity == Severity::Error);
+    run_rows(plan, &mut reader, &bindings, unusable, on_claim)
+}
+
+fn text_encoding(encoding: Encoding) -> TextEncoding {
+    match encoding {
+        Encoding::Utf8 => TextEncoding::Utf8,
+        Encoding::Windows1252 => TextEncoding::Windows1252,
+        Encoding::Latin1 => TextEncoding::Latin1,
+    }
+}
+
+/// A reader of rows (delimited or fixed-width).
+trait RowSource {
+    fn read_row(&mut self, row: &mut Row, findings: &mut Vec<Finding>) -> std::io::Result<bool>;
+}
+
+impl<R: Read> RowSource for DelimitedReader<R> {
+    fn read_row(&mut self, row: &mut Row, findings: &mut Vec<Finding>) -> std::io::Result<bool> {
+        DelimitedReader::read_row(self, row, findings)
+    }
+}
+
+impl<R: Read> RowSource for FixedWidthReader<R> {
+    fn read_row(&mut self, row: &mut Row, findings: &mut Vec<Finding>) -> std::io::Result<bool> {
+        FixedWidthReader::read_row(self, row, findings)
+    }
+}
+
+/// Groups rows into claims (or one claim per row), maps, validates and counts them.
+fn run_rows(
+    plan: &Plan,
+    reader: &mut dyn RowSource,
+    bindings: &Bindings,
+    unusable: bool,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+) -> std::io::Result<Summary> {
+    let mut findings = Vec::new();
     let grouped = plan.records == Records::Lines;
     let mut summary = Summary::default();
     let mut row = Row::default();
@@ -381,14 +436,14 @@ fn preview_csv<R: Read>(
         };
     loop {
         let more = reader.read_row(&mut row, &mut findings)?;
-        if more && !row.broken && !plan.keeps(&row, &bindings) {
+        if more && !row.broken && !plan.keeps(&row, bindings) {
             summary.records += 1;
             summary.skipped += 1;
             findings.clear();
             continue;
         }
         let key = if grouped && more {
-            plan.claim_key(&row, &bindings)
+            plan.claim_key(&row, bindings)
         } else {
             None
         };

@@ -9,4 +9,5 @@
 mod cli;
 mod corpus;
 mod csv;
+mod fixed_width;
 mod x12;
