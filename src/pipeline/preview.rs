@@ -403,7 +403,7 @@ fn run_rows(
             }
             let claim = plan.apply(
                 group,
-                &bindings,
+                bindings,
                 ClaimType::Professional,
                 &position,
                 &mut findings,
