@@ -61,6 +61,8 @@ pub enum MappingCommand {
         /// The mapping.
         mapping: String,
     },
+    /// Print the JSON Schema of mapping definitions (for editors; `schemas/mapping.schema.json`).
+    Schema,
     /// Read a file with a mapping and show its claims, findings and totals; stores nothing.
     Preview {
         /// A TOML file, a built-in name, or `x12` (837P or 837I by each file's guide version).
@@ -87,6 +89,12 @@ pub fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::CheckConfig => runtime()?.block_on(check_config(load(cli.config)?)),
+        Command::Mapping {
+            command: MappingCommand::Schema,
+        } => {
+            print!("{}", crate::mapping::definition::json_schema());
+            Ok(())
+        }
         Command::Mapping {
             command: MappingCommand::Check { mapping },
         } => {

@@ -21,10 +21,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The source format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// X12 837 (5010, and 4010).
@@ -36,7 +37,7 @@ pub enum Format {
 }
 
 /// What one source record is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Records {
     /// One record per claim (X12 claims, wide CSV layouts).
@@ -47,7 +48,7 @@ pub enum Records {
 }
 
 /// Text encodings for delimited files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     /// UTF-8 (a BOM is skipped).
@@ -60,7 +61,7 @@ pub enum Encoding {
 }
 
 /// Options of delimited files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CsvOptions {
     /// Field delimiter (one byte).
@@ -85,7 +86,7 @@ impl Default for CsvOptions {
 }
 
 /// Options of fixed-width files.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FixedWidthOptions {
     /// Text encoding.
@@ -95,7 +96,7 @@ pub struct FixedWidthOptions {
 }
 
 /// A CSV column: by header name, or by 1-based position.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ColumnRef {
     /// Header name (may contain `{n}` for slots).
@@ -105,7 +106,7 @@ pub enum ColumnRef {
 }
 
 /// How one target field gets its value: exactly one source, then transforms.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldRule {
     /// CSV column.
@@ -144,7 +145,7 @@ pub struct FieldRule {
 }
 
 /// Diagnosis code systems.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub enum CodeSystem {
     /// ICD-9-CM.
     #[serde(rename = "icd-9-cm")]
@@ -155,7 +156,7 @@ pub enum CodeSystem {
 }
 
 /// A value transform.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Transform {
     /// Remove surrounding blanks.
@@ -196,7 +197,7 @@ pub enum Transform {
 }
 
 /// A row filter.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeepRows {
     /// The column to test.
@@ -206,7 +207,7 @@ pub struct KeepRows {
 }
 
 /// A whole mapping definition.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingDefinition {
     /// Unique name.
@@ -240,4 +241,14 @@ pub struct MappingDefinition {
     /// Line fields.
     #[serde(default)]
     pub line: BTreeMap<String, FieldRule>,
+}
+
+/// The JSON Schema of mapping definitions, generated from these types (the loader's own
+/// shape), as pretty JSON. `schemas/mapping.schema.json` holds a copy for editors; a test
+/// fails when the copy is stale.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(MappingDefinition);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }

@@ -159,3 +159,26 @@ fn a_missing_input_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_committed_mapping_schema_is_current() {
+    let (ok, out, err) = claimgate(&["mapping", "schema"]);
+    assert!(ok, "{err}");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/mapping.schema.json"),
+    )
+    .unwrap();
+    assert!(
+        out == committed,
+        "schemas/mapping.schema.json is stale: run `cargo run -- mapping schema > schemas/mapping.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown top-level keys are refused"
+    );
+    let transforms = schema["$defs"]["Transform"].to_string();
+    for name in ["date", "map", "regex", "implied_decimals", "trim"] {
+        assert!(transforms.contains(name), "{name}");
+    }
+}
