@@ -5,5 +5,6 @@
 pub mod delimited;
 pub mod fixed_width;
 pub mod x12;
+pub mod xml;
 
 pub use crate::findings::{Finding, Position, Severity};

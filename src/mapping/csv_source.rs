@@ -1,9 +1,10 @@
-//! Delimited rows as mapping sources: one row (a claim, or a claim with line slots), or a
-//! group of consecutive rows sharing a claim key (one line each).
+//! Rows and documents as mapping sources: one row (a claim, or a claim with line slots),
+//! a group of consecutive rows sharing a claim key (one line each), or an XML record.
 
 use super::plan::{Scope, SourceRecord};
 use crate::formats::delimited::Row;
 use crate::formats::x12::{Key, Segment};
+use crate::formats::xml::XmlRecord;
 
 impl SourceRecord for Row {
     fn column(&self, index: usize, _scope: Scope) -> Option<&str> {
@@ -92,5 +93,32 @@ impl SourceRecord for RowGroup {
 
     fn line_count(&self) -> usize {
         if self.grouped { self.len } else { 1 }
+    }
+}
+
+impl SourceRecord for XmlRecord {
+    fn column(&self, _index: usize, _scope: Scope) -> Option<&str> {
+        None
+    }
+
+    fn segments(
+        &self,
+        _loop_key: Key,
+        _segment_key: Key,
+        _scope: Scope,
+        _each: &mut dyn FnMut(&Segment),
+    ) {
+    }
+
+    fn line_count(&self) -> usize {
+        XmlRecord::line_count(self)
+    }
+
+    fn path_values(&self, path: &str, scope: Scope, each: &mut dyn FnMut(&str)) {
+        let line = match scope {
+            Scope::Claim => None,
+            Scope::Line(n) => Some(n),
+        };
+        self.values(path, line).for_each(each);
     }
 }

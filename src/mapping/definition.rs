@@ -34,6 +34,8 @@ pub enum Format {
     Csv,
     /// Fixed-width records, one per line.
     FixedWidth,
+    /// XML documents with a repeated claim element.
+    Xml,
 }
 
 /// What one source record is.
@@ -95,6 +97,17 @@ pub struct FixedWidthOptions {
     pub record_length: Option<usize>,
 }
 
+/// Options of XML files.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct XmlOptions {
+    /// Element path from the root to each claim, `Claims/Claim`.
+    pub record: String,
+    /// Element path from a claim to each of its lines, `Lines/Line`.
+    #[serde(default)]
+    pub line: String,
+}
+
 /// A CSV column: by header name, or by 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -113,6 +126,8 @@ pub struct FieldRule {
     pub column: Option<ColumnRef>,
     /// Fixed-width field: first and last byte, 1-based and inclusive.
     pub range: Option<[usize; 2]>,
+    /// XML: element path below the record (or line) element, `a/b`, or `a/@attribute`.
+    pub path: Option<String>,
     /// X12 path: `LOOP SEG[QUAL]NN`, `…NN-C`, `…NN-C..D` (components), or `LOOP SEG*` (every
     /// element, for list fields).
     pub x12: Option<String>,
@@ -236,6 +251,8 @@ pub struct MappingDefinition {
     /// Fixed-width options.
     #[serde(default)]
     pub fixed_width: FixedWidthOptions,
+    /// XML options (required for `format = "xml"`).
+    pub xml: Option<XmlOptions>,
     /// Claim fields.
     pub claim: BTreeMap<String, FieldRule>,
     /// Line fields.

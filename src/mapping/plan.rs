@@ -175,6 +175,8 @@ pub trait SourceRecord {
     );
     /// Number of lines (2400 loops, or rows of a group).
     fn line_count(&self) -> usize;
+    /// Calls `each` with every value at `path` in `scope` (document formats).
+    fn path_values(&self, _path: &str, _scope: Scope, _each: &mut dyn FnMut(&str)) {}
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +186,7 @@ enum Source {
         binding: usize,
     },
     X12(X12Path),
+    Path(String),
     Value(String),
     FirstOf(Vec<Rule>),
     Concat(Vec<Rule>, String),
@@ -252,6 +255,8 @@ pub struct Plan {
     pub csv: CsvOptions,
     /// Fixed-width options.
     pub fixed_width: FixedWidthOptions,
+    /// XML options.
+    pub xml: Option<super::definition::XmlOptions>,
     claim_key: Option<Rule>,
     claim: Vec<(ClaimField, Rule)>,
     /// Line rules, one set per slot (one set when the layout has no slots).
@@ -422,6 +427,31 @@ impl Plan {
             }
             None => None,
         };
+        match (&def.xml, def.format) {
+            (None, Format::Xml) => problems.push(problem(
+                "xml",
+                "required_field",
+                "xml mappings need [xml] record = \"…\"",
+            )),
+            (Some(_), f) if f != Format::Xml => {
+                problems.push(problem("xml", "wrong_format", "[xml] is for xml mappings"))
+            }
+            (Some(x), _) if x.record.is_empty() || x.record.split('/').any(str::is_empty) => {
+                problems.push(problem(
+                    "xml.record",
+                    "bad_path",
+                    "the record path is element names joined by `/`",
+                ))
+            }
+            _ => {}
+        }
+        if def.format == Format::Xml && def.records == Records::Lines {
+            problems.push(problem(
+                "records",
+                "unsupported",
+                "XML records are claims; lines are [xml] line",
+            ));
+        }
         if def.format == Format::X12 && def.records == Records::Lines {
             problems.push(problem("records", "unsupported", "X12 records are claims"));
         }
@@ -446,6 +476,7 @@ impl Plan {
             records: def.records,
             csv: def.csv.clone(),
             fixed_width: def.fixed_width.clone(),
+            xml: def.xml.clone(),
             claim_key,
             claim,
             line,
@@ -687,6 +718,7 @@ fn compile_rule(
 ) -> Option<Rule> {
     let given = [
         rule.range.is_some(),
+        rule.path.is_some(),
         rule.column.is_some(),
         rule.x12.is_some(),
         rule.value.is_some(),
@@ -697,12 +729,41 @@ fn compile_rule(
         problems.push(problem(
             path,
             "one_source",
-            "give exactly one of column, range, x12, value, first_of, concat",
+            "give exactly one of column, range, path, x12, value, first_of, concat",
         ));
         return None;
     }
     let expand = |name: &str, n: u32| name.replace("{n}", &n.to_string());
-    let source = if let Some([from, to]) = rule.range {
+    let source = if let Some(path_text) = &rule.path {
+        if format != Format::Xml {
+            problems.push(problem(
+                format!("{path}.path"),
+                "wrong_format",
+                "path sources are for xml mappings",
+            ));
+            return None;
+        }
+        let valid = !path_text.is_empty()
+            && path_text.split('/').enumerate().all(|(i, part)| {
+                let name = part
+                    .strip_prefix('@')
+                    .filter(|_| i + 1 == path_text.split('/').count())
+                    .unwrap_or(part);
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            });
+        if !valid {
+            problems.push(problem(
+                format!("{path}.path"),
+                "bad_path",
+                "a path is element names joined by `/`, optionally ending in `@attribute`",
+            ));
+            return None;
+        }
+        Source::Path(path_text.clone())
+    } else if let Some([from, to]) = rule.range {
         if format != Format::FixedWidth {
             problems.push(problem(
                 format!("{path}.range"),
@@ -1090,6 +1151,7 @@ fn collect(
     let start = out.len;
     match &rule.source {
         Source::Value(v) => out.push_text(v),
+        Source::Path(p) => record.path_values(p, scope, &mut |v| out.push_text(v)),
         Source::Column {
             slot_columns,
             binding,

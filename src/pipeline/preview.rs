@@ -13,6 +13,7 @@ use crate::findings::{Finding, Severity};
 use crate::formats::delimited::{DelimitedOptions, DelimitedReader, Row, TextEncoding};
 use crate::formats::fixed_width::{FixedWidthOptions, FixedWidthReader};
 use crate::formats::x12::{ClaimReader, ClaimRecord, Variant};
+use crate::formats::xml::{XmlOptions, XmlReader, XmlRecord};
 use crate::mapping::definition::Format;
 use crate::mapping::definition::{Encoding, Records};
 use crate::mapping::{Bindings, Plan, RowGroup};
@@ -111,6 +112,13 @@ pub fn preview<R: Read>(
     };
     match format {
         Format::X12 => preview_x12(mapping, input, on_claim, on_finding),
+        Format::Xml => match mapping {
+            MappingChoice::One(plan) => preview_xml(plan, input, on_claim, on_finding),
+            MappingChoice::X12ByVersion { .. } => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "x12 mappings read X12 files",
+            )),
+        },
         Format::Csv | Format::FixedWidth => match mapping {
             MappingChoice::One(plan) if plan.format == Format::Csv => {
                 preview_csv(plan, input, on_claim, on_finding)
@@ -480,5 +488,80 @@ fn run_rows(
             emit(&mut group, &mut group_findings, &mut summary);
         }
     }
+    Ok(summary)
+}
+
+fn preview_xml<R: Read>(
+    plan: &Plan,
+    input: R,
+    on_claim: &mut dyn FnMut(&MappedClaim),
+    on_finding: &mut dyn FnMut(&Finding),
+) -> std::io::Result<Summary> {
+    let split = |p: &str| {
+        p.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let options = XmlOptions {
+        record_path: plan
+            .xml
+            .as_ref()
+            .map(|x| split(&x.record))
+            .unwrap_or_default(),
+        line_path: plan
+            .xml
+            .as_ref()
+            .map(|x| split(&x.line))
+            .unwrap_or_default(),
+        ..XmlOptions::default()
+    };
+    let mut reader = XmlReader::new(std::io::BufReader::new(input), options);
+    let mut record = XmlRecord::default();
+    let mut findings = Vec::new();
+    let mut summary = Summary::default();
+    let bindings = Bindings::default();
+    while reader.read_record(&mut record, &mut findings)? {
+        let (mine, others): (Vec<Finding>, Vec<Finding>) = findings.drain(..).partition(|f| {
+            f.position.record == record.position.record || f.position.byte >= record.position.byte
+        });
+        others.iter().for_each(&mut *on_finding);
+        let mut claim_findings = mine;
+        for f in &mut claim_findings {
+            f.position.record = record.position.record;
+        }
+        let claim = plan.apply(
+            &record,
+            &bindings,
+            ClaimType::Professional,
+            &record.position,
+            &mut claim_findings,
+        );
+        validate(&claim, &record.position, &mut claim_findings);
+        let accepted =
+            !record.broken && !claim_findings.iter().any(|f| f.severity == Severity::Error);
+        summary.records += 1;
+        summary.claims += 1;
+        summary.lines += claim.lines.len() as u64;
+        if accepted {
+            summary.accepted += 1
+        } else {
+            summary.rejected += 1
+        }
+        summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
+        summary.line_charge_cents += claim
+            .lines
+            .iter()
+            .filter_map(|l| l.charge)
+            .map(Money::cents)
+            .sum::<i64>();
+        on_claim(&MappedClaim {
+            claim,
+            position: record.position.clone(),
+            findings: claim_findings,
+            accepted,
+        });
+    }
+    findings.iter().for_each(&mut *on_finding);
     Ok(summary)
 }

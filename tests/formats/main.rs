@@ -11,3 +11,4 @@ mod corpus;
 mod csv;
 mod fixed_width;
 mod x12;
+mod xml;
