@@ -136,6 +136,7 @@ format = "csv"
 records = "lines"
 claim_key = { column = "CLAIM" }
 [claim]
+claim_type = { value = "professional" }
 source_claim_id = { column = "CLAIM", required = true }
 member_id = { column = "MEMBER", required = true }
 patient_last_name = { column = "NAME", transforms = [{ split = { on = ",", index = 1 } }] }

@@ -3,6 +3,8 @@
 //! [`Finding`]s, never as failures of the whole file.
 
 pub mod delimited;
+pub mod document;
+pub mod fhir;
 pub mod fixed_width;
 pub mod x12;
 pub mod xml;

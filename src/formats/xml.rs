@@ -11,6 +11,7 @@ use std::io::BufRead;
 
 use quick_xml::events::Event;
 
+use super::document::DocumentRecord;
 use crate::findings::{Finding, Position};
 
 /// Where records and lines are, and the limits.
@@ -34,45 +35,6 @@ impl Default for XmlOptions {
             max_depth: 64,
             max_record_bytes: 1024 * 1024,
         }
-    }
-}
-
-/// One captured record. Paths are relative to the record element (or, inside a line, to
-/// the line element); attributes appear as `element/@name`.
-#[derive(Debug, Default)]
-pub struct XmlRecord {
-    entries: Vec<(String, Option<usize>, String)>,
-    lines: usize,
-    bytes: usize,
-    /// Where the record starts; `record` is its number in the file.
-    pub position: Position,
-    /// Whether a problem rejects the record (reported as a finding).
-    pub broken: bool,
-}
-
-impl XmlRecord {
-    fn clear(&mut self) {
-        self.entries.clear();
-        self.lines = 0;
-        self.bytes = 0;
-        self.broken = false;
-    }
-
-    /// Values at `path` in the record (`line = None`) or in line `n` (0-based).
-    pub fn values<'a>(
-        &'a self,
-        path: &'a str,
-        line: Option<usize>,
-    ) -> impl Iterator<Item = &'a str> + 'a {
-        self.entries
-            .iter()
-            .filter(move |(p, l, _)| p == path && *l == line)
-            .map(|(_, _, v)| v.as_str())
-    }
-
-    /// Number of lines.
-    pub fn line_count(&self) -> usize {
-        self.lines
     }
 }
 
@@ -121,7 +83,7 @@ impl<R: BufRead> XmlReader<R> {
     }
 
     /// The current element's path relative to the record (or to its line), and the line.
-    fn relative(&self, record: &XmlRecord) -> (String, Option<usize>) {
+    fn relative(&self, record: &DocumentRecord) -> (String, Option<usize>) {
         let below = self
             .stack
             .get(self.options.record_path.len()..)
@@ -136,7 +98,7 @@ impl<R: BufRead> XmlReader<R> {
         if in_line {
             (
                 below.get(line_depth..).unwrap_or_default().join("/"),
-                record.lines.checked_sub(1),
+                record.line_count().checked_sub(1),
             )
         } else {
             (below.join("/"), None)
@@ -145,14 +107,13 @@ impl<R: BufRead> XmlReader<R> {
 
     fn add(
         &self,
-        record: &mut XmlRecord,
+        record: &mut DocumentRecord,
         path: String,
         line: Option<usize>,
         value: String,
         findings: &mut Vec<Finding>,
     ) {
-        record.bytes += path.len() + value.len();
-        if record.bytes > self.options.max_record_bytes {
+        if !record.add(path, line, value, self.options.max_record_bytes) {
             if !record.broken {
                 findings.push(Finding::error(
                     "xml.record_too_large",
@@ -161,12 +122,10 @@ impl<R: BufRead> XmlReader<R> {
                 ));
             }
             record.broken = true;
-            return;
         }
-        record.entries.push((path, line, value));
     }
 
-    fn flush_text(&mut self, record: &mut XmlRecord, findings: &mut Vec<Finding>) {
+    fn flush_text(&mut self, record: &mut DocumentRecord, findings: &mut Vec<Finding>) {
         let text = std::mem::take(&mut self.text);
         if self.in_record() && !text.trim().is_empty() {
             let (path, line) = self.relative(record);
@@ -177,7 +136,7 @@ impl<R: BufRead> XmlReader<R> {
     fn start(
         &mut self,
         element: &quick_xml::events::BytesStart<'_>,
-        record: &mut XmlRecord,
+        record: &mut DocumentRecord,
         findings: &mut Vec<Finding>,
     ) -> bool {
         self.flush_text(record, findings);
@@ -207,7 +166,7 @@ impl<R: BufRead> XmlReader<R> {
             .get(self.options.record_path.len()..)
             .unwrap_or_default();
         if !below.is_empty() && below == self.options.line_path.as_slice() {
-            record.lines += 1;
+            record.start_line();
         }
         for attribute in element.attributes() {
             match attribute {
@@ -239,7 +198,7 @@ impl<R: BufRead> XmlReader<R> {
         true
     }
 
-    fn refuse_entity(&self, record: &mut XmlRecord, findings: &mut Vec<Finding>) {
+    fn refuse_entity(&self, record: &mut DocumentRecord, findings: &mut Vec<Finding>) {
         record.broken = true;
         findings.push(Finding::error(
             "xml.entity",
@@ -252,7 +211,7 @@ impl<R: BufRead> XmlReader<R> {
     /// cannot be read further (with a finding saying why).
     pub fn read_record(
         &mut self,
-        record: &mut XmlRecord,
+        record: &mut DocumentRecord,
         findings: &mut Vec<Finding>,
     ) -> std::io::Result<bool> {
         let mut capturing = self.in_record();
@@ -354,7 +313,7 @@ impl<R: BufRead> XmlReader<R> {
     }
 
     /// Closes the current element; returns whether it closed a record.
-    fn end(&mut self, record: &mut XmlRecord, findings: &mut Vec<Finding>) -> bool {
+    fn end(&mut self, record: &mut DocumentRecord, findings: &mut Vec<Finding>) -> bool {
         self.flush_text(record, findings);
         let was_record = self.stack.len() == self.options.record_path.len() && self.in_record();
         self.stack.pop();

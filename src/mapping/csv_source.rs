@@ -3,8 +3,8 @@
 
 use super::plan::{Scope, SourceRecord};
 use crate::formats::delimited::Row;
+use crate::formats::document::DocumentRecord;
 use crate::formats::x12::{Key, Segment};
-use crate::formats::xml::XmlRecord;
 
 impl SourceRecord for Row {
     fn column(&self, index: usize, _scope: Scope) -> Option<&str> {
@@ -96,7 +96,7 @@ impl SourceRecord for RowGroup {
     }
 }
 
-impl SourceRecord for XmlRecord {
+impl SourceRecord for DocumentRecord {
     fn column(&self, _index: usize, _scope: Scope) -> Option<&str> {
         None
     }
@@ -111,7 +111,7 @@ impl SourceRecord for XmlRecord {
     }
 
     fn line_count(&self) -> usize {
-        XmlRecord::line_count(self)
+        DocumentRecord::line_count(self)
     }
 
     fn path_values(&self, path: &str, scope: Scope, each: &mut dyn FnMut(&str)) {

@@ -36,6 +36,8 @@ pub enum Format {
     FixedWidth,
     /// XML documents with a repeated claim element.
     Xml,
+    /// FHIR R4 JSON: Claim or ExplanationOfBenefit resources, alone, in a Bundle or NDJSON.
+    Fhir,
 }
 
 /// What one source record is.
@@ -108,6 +110,25 @@ pub struct XmlOptions {
     pub line: String,
 }
 
+/// Options of FHIR files.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct FhirOptions {
+    /// One resource per line (NDJSON), read in bounded memory.
+    pub ndjson: bool,
+    /// The array of line elements, `item`.
+    pub line: String,
+}
+
+impl Default for FhirOptions {
+    fn default() -> Self {
+        Self {
+            ndjson: false,
+            line: "item".into(),
+        }
+    }
+}
+
 /// A CSV column: by header name, or by 1-based position.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -126,7 +147,8 @@ pub struct FieldRule {
     pub column: Option<ColumnRef>,
     /// Fixed-width field: first and last byte, 1-based and inclusive.
     pub range: Option<[usize; 2]>,
-    /// XML: element path below the record (or line) element, `a/b`, or `a/@attribute`.
+    /// XML: element path below the record (or line) element, `a/b`, or `a/@attribute`;
+    /// FHIR: dotted path below the resource (or line element), `billablePeriod.start`.
     pub path: Option<String>,
     /// X12 path: `LOOP SEG[QUAL]NN`, `…NN-C`, `…NN-C..D` (components), or `LOOP SEG*` (every
     /// element, for list fields).
@@ -253,6 +275,9 @@ pub struct MappingDefinition {
     pub fixed_width: FixedWidthOptions,
     /// XML options (required for `format = "xml"`).
     pub xml: Option<XmlOptions>,
+    /// FHIR options.
+    #[serde(default)]
+    pub fhir: FhirOptions,
     /// Claim fields.
     pub claim: BTreeMap<String, FieldRule>,
     /// Line fields.

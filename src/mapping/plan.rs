@@ -257,6 +257,8 @@ pub struct Plan {
     pub fixed_width: FixedWidthOptions,
     /// XML options.
     pub xml: Option<super::definition::XmlOptions>,
+    /// FHIR options.
+    pub fhir: super::definition::FhirOptions,
     claim_key: Option<Rule>,
     claim: Vec<(ClaimField, Rule)>,
     /// Line rules, one set per slot (one set when the layout has no slots).
@@ -315,6 +317,13 @@ impl Plan {
             ) {
                 claim.push((field, rule));
             }
+        }
+        if def.format != Format::X12 && !def.claim.contains_key("claim_type") {
+            problems.push(problem(
+                "claim.claim_type",
+                "required_field",
+                "only X12 decides the claim type by itself; other formats must map or state it",
+            ));
         }
         if !def.claim.contains_key("source_claim_id") {
             problems.push(problem(
@@ -445,7 +454,7 @@ impl Plan {
             }
             _ => {}
         }
-        if def.format == Format::Xml && def.records == Records::Lines {
+        if matches!(def.format, Format::Xml | Format::Fhir) && def.records == Records::Lines {
             problems.push(problem(
                 "records",
                 "unsupported",
@@ -477,6 +486,7 @@ impl Plan {
             csv: def.csv.clone(),
             fixed_width: def.fixed_width.clone(),
             xml: def.xml.clone(),
+            fhir: def.fhir.clone(),
             claim_key,
             claim,
             line,
@@ -735,11 +745,11 @@ fn compile_rule(
     }
     let expand = |name: &str, n: u32| name.replace("{n}", &n.to_string());
     let source = if let Some(path_text) = &rule.path {
-        if format != Format::Xml {
+        if format != Format::Xml && format != Format::Fhir {
             problems.push(problem(
                 format!("{path}.path"),
                 "wrong_format",
-                "path sources are for xml mappings",
+                "path sources are for xml and fhir mappings",
             ));
             return None;
         }

@@ -11,9 +11,11 @@ use crate::claims::{Claim, ClaimType, Money};
 use crate::findings::Position;
 use crate::findings::{Finding, Severity};
 use crate::formats::delimited::{DelimitedOptions, DelimitedReader, Row, TextEncoding};
+use crate::formats::document::DocumentRecord;
+use crate::formats::fhir::{FhirOptions, FhirReader};
 use crate::formats::fixed_width::{FixedWidthOptions, FixedWidthReader};
 use crate::formats::x12::{ClaimReader, ClaimRecord, Variant};
-use crate::formats::xml::{XmlOptions, XmlReader, XmlRecord};
+use crate::formats::xml::{XmlOptions, XmlReader};
 use crate::mapping::definition::Format;
 use crate::mapping::definition::{Encoding, Records};
 use crate::mapping::{Bindings, Plan, RowGroup};
@@ -112,8 +114,8 @@ pub fn preview<R: Read>(
     };
     match format {
         Format::X12 => preview_x12(mapping, input, on_claim, on_finding),
-        Format::Xml => match mapping {
-            MappingChoice::One(plan) => preview_xml(plan, input, on_claim, on_finding),
+        Format::Xml | Format::Fhir => match mapping {
+            MappingChoice::One(plan) => preview_document(plan, input, on_claim, on_finding),
             MappingChoice::X12ByVersion { .. } => Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "x12 mappings read X12 files",
@@ -491,55 +493,99 @@ fn run_rows(
     Ok(summary)
 }
 
-fn preview_xml<R: Read>(
+/// A reader of document records (XML or FHIR).
+trait DocumentSource {
+    fn read_record(
+        &mut self,
+        record: &mut DocumentRecord,
+        findings: &mut Vec<Finding>,
+    ) -> std::io::Result<bool>;
+}
+
+impl<R: std::io::BufRead> DocumentSource for XmlReader<R> {
+    fn read_record(
+        &mut self,
+        record: &mut DocumentRecord,
+        findings: &mut Vec<Finding>,
+    ) -> std::io::Result<bool> {
+        XmlReader::read_record(self, record, findings)
+    }
+}
+
+impl<R: Read> DocumentSource for FhirReader<R> {
+    fn read_record(
+        &mut self,
+        record: &mut DocumentRecord,
+        findings: &mut Vec<Finding>,
+    ) -> std::io::Result<bool> {
+        FhirReader::read_record(self, record, findings)
+    }
+}
+
+fn preview_document<R: Read>(
     plan: &Plan,
     input: R,
     on_claim: &mut dyn FnMut(&MappedClaim),
     on_finding: &mut dyn FnMut(&Finding),
 ) -> std::io::Result<Summary> {
-    let split = |p: &str| {
-        p.split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
+    let mut reader: Box<dyn DocumentSource> = if plan.format == Format::Fhir {
+        let options = FhirOptions {
+            ndjson: plan.fhir.ndjson,
+            line: plan.fhir.line.clone(),
+            ..FhirOptions::default()
+        };
+        Box::new(FhirReader::new(input, options))
+    } else {
+        let split = |p: &str| {
+            p.split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let options = XmlOptions {
+            record_path: plan
+                .xml
+                .as_ref()
+                .map(|x| split(&x.record))
+                .unwrap_or_default(),
+            line_path: plan
+                .xml
+                .as_ref()
+                .map(|x| split(&x.line))
+                .unwrap_or_default(),
+            ..XmlOptions::default()
+        };
+        Box::new(XmlReader::new(std::io::BufReader::new(input), options))
     };
-    let options = XmlOptions {
-        record_path: plan
-            .xml
-            .as_ref()
-            .map(|x| split(&x.record))
-            .unwrap_or_default(),
-        line_path: plan
-            .xml
-            .as_ref()
-            .map(|x| split(&x.line))
-            .unwrap_or_default(),
-        ..XmlOptions::default()
-    };
-    let mut reader = XmlReader::new(std::io::BufReader::new(input), options);
-    let mut record = XmlRecord::default();
+    let mut record = DocumentRecord::default();
     let mut findings = Vec::new();
     let mut summary = Summary::default();
     let bindings = Bindings::default();
     while reader.read_record(&mut record, &mut findings)? {
-        let (mine, others): (Vec<Finding>, Vec<Finding>) = findings.drain(..).partition(|f| {
-            f.position.record == record.position.record || f.position.byte >= record.position.byte
+        let (mut mine, others): (Vec<Finding>, Vec<Finding>) = findings.drain(..).partition(|f| {
+            f.position.record == record.position.record
+                || (f.position.record == 0
+                    && f.position.byte >= record.position.byte
+                    && record.position.byte > 0)
         });
         others.iter().for_each(&mut *on_finding);
-        let mut claim_findings = mine;
-        for f in &mut claim_findings {
+        for f in &mut mine {
             f.position.record = record.position.record;
         }
-        let claim = plan.apply(
-            &record,
-            &bindings,
-            ClaimType::Professional,
-            &record.position,
-            &mut claim_findings,
-        );
-        validate(&claim, &record.position, &mut claim_findings);
-        let accepted =
-            !record.broken && !claim_findings.iter().any(|f| f.severity == Severity::Error);
+        let claim = if record.broken && record.is_empty() {
+            Claim::new(ClaimType::Professional)
+        } else {
+            let claim = plan.apply(
+                &record,
+                &bindings,
+                ClaimType::Professional,
+                &record.position,
+                &mut mine,
+            );
+            validate(&claim, &record.position, &mut mine);
+            claim
+        };
+        let accepted = !record.broken && !mine.iter().any(|f| f.severity == Severity::Error);
         summary.records += 1;
         summary.claims += 1;
         summary.lines += claim.lines.len() as u64;
@@ -558,7 +604,7 @@ fn preview_xml<R: Read>(
         on_claim(&MappedClaim {
             claim,
             position: record.position.clone(),
-            findings: claim_findings,
+            findings: mine,
             accepted,
         });
     }

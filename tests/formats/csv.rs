@@ -166,6 +166,7 @@ records = "lines"
 claim_key = { column = "CLAIM" }
 [claim]
 source_claim_id = { column = "CLAIM", required = true }
+claim_type = { value = "professional" }
 member_id = { column = "MEMBER", required = true }
 patient_last_name = { column = "NAME" }
 place_of_service = { value = "11" }

@@ -14,6 +14,7 @@ claim_key = { range = [1, 13] }
 [fixed_width]
 record_length = 51
 [claim]
+claim_type = { value = "professional" }
 source_claim_id = { range = [1, 13], transforms = ["trim"], required = true }
 member_id = { range = [17, 27], transforms = ["trim"], required = true }
 [line]

@@ -9,6 +9,7 @@
 mod cli;
 mod corpus;
 mod csv;
+mod fhir;
 mod fixed_width;
 mod x12;
 mod xml;

@@ -11,6 +11,7 @@ format = "xml"
 record = "Batch/Claims/Claim"
 line = "Lines/Line"
 [claim]
+claim_type = { value = "professional" }
 source_claim_id = { path = "@id", required = true }
 member_id = { path = "Member/Id", required = true }
 patient_last_name = { path = "Member/Name" }
@@ -166,7 +167,8 @@ fn malformed_and_truncated_documents_keep_what_came_before() {
     let good = claim_xml("C1", "X", &[("99213", "1")]);
     let broken = format!(
         "{}</Nope></Claims></Batch>",
-        doc(std::slice::from_ref(&good)).replace("</Claims></Batch>\n", "<Claim id=\"C2\"><Member>")
+        doc(std::slice::from_ref(&good))
+            .replace("</Claims></Batch>\n", "<Claim id=\"C2\"><Member>")
     );
     let (summary, claims, _) = run(broken.as_bytes());
     assert_eq!(
@@ -229,4 +231,11 @@ fn xml_mappings_are_checked() {
             .iter()
             .any(|p| p.code == "wrong_format")
     );
+}
+
+#[test]
+fn a_mapping_outside_x12_must_state_the_claim_type() {
+    let silent = MAPPING.replace("claim_type = { value = \"professional\" }\n", "");
+    let problems = Plan::from_toml(&silent).unwrap_err();
+    assert!(problems.iter().any(|p| p.path == "claim.claim_type" && p.code == "required_field"), "{problems:?}");
 }
