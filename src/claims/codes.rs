@@ -7,22 +7,72 @@ use std::fmt;
 #[error("{0}")]
 pub struct InvalidCode(pub &'static str);
 
+/// An ASCII code of at most [`ShortCode::CAPACITY`] bytes, stored inline (codes are
+/// parsed millions of times; none needs the heap).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShortCode {
+    bytes: [u8; ShortCode::CAPACITY],
+    len: u8,
+}
+
+impl ShortCode {
+    /// Longest code held.
+    pub const CAPACITY: usize = 12;
+
+    /// Builds a code from `text`'s characters that `keep` accepts, upper-cased; `None` if
+    /// a kept character is not ASCII or there are too many.
+    fn build(text: &str, keep: impl Fn(char) -> bool) -> Option<Self> {
+        let mut code = Self {
+            bytes: [0; Self::CAPACITY],
+            len: 0,
+        };
+        for c in text.trim().chars().filter(|c| keep(*c)) {
+            if !c.is_ascii() {
+                return None;
+            }
+            let slot = code.bytes.get_mut(usize::from(code.len))?;
+            *slot = c.to_ascii_uppercase() as u8;
+            code.len += 1;
+        }
+        Some(code)
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+}
+
+impl fmt::Debug for ShortCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 macro_rules! code_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(ShortCode);
 
         impl $name {
             /// The normalised code.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.0.as_str())
             }
         }
     };
@@ -69,21 +119,44 @@ code_type!(
     Drg
 );
 
-fn compact(text: &str) -> String {
-    text.trim()
-        .chars()
-        .filter(|c| *c != '.' && *c != '-' && *c != ' ')
-        .collect::<String>()
-        .to_ascii_uppercase()
+/// The code without dots, dashes and blanks, upper case.
+fn compact(text: &str) -> Option<ShortCode> {
+    ShortCode::build(text, |c| c != '.' && c != '-' && c != ' ')
+}
+
+/// The code as given (trimmed), upper case.
+fn plain(text: &str) -> Option<ShortCode> {
+    ShortCode::build(text, |_| true)
+}
+
+/// A zero-padded code of `width` digits from one of `min..=width` digits.
+fn padded(text: &str, min: usize, width: usize) -> Option<ShortCode> {
+    let digits = plain(text)?;
+    if !(min..=width).contains(&digits.len()) || !digits.as_bytes().iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut out = ShortCode {
+        bytes: [b'0'; ShortCode::CAPACITY],
+        len: width as u8,
+    };
+    let offset = width - digits.len();
+    for (i, b) in digits.as_bytes().iter().enumerate() {
+        if let Some(slot) = out.bytes.get_mut(offset + i) {
+            *slot = *b;
+        }
+    }
+    Some(out)
 }
 
 impl Npi {
     /// Parses and checks the Luhn digit.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let digits = text.trim();
-        if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        let code =
+            plain(text).filter(|c| c.len() == 10 && c.as_bytes().iter().all(u8::is_ascii_digit));
+        let Some(code) = code else {
             return Err(InvalidCode("an NPI is 10 digits"));
-        }
+        };
+        let digits = code.as_str();
         // Luhn over "80840" + the first nine digits, then compare the tenth.
         let body: Vec<u32> = "80840"
             .bytes()
@@ -107,18 +180,16 @@ impl Npi {
         if digits.bytes().last().map(|b| u32::from(b - b'0')) != Some(check) {
             return Err(InvalidCode("the NPI check digit is wrong"));
         }
-        Ok(Self(digits.to_owned()))
+        Ok(Self(code))
     }
 }
 
 impl Tin {
     /// Parses `123456789` or `12-3456789`.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let digits = compact(text);
-        if digits.len() == 9 && digits.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(Self(digits))
-        } else {
-            Err(InvalidCode("a TIN is 9 digits"))
+        match compact(text) {
+            Some(d) if d.len() == 9 && d.as_bytes().iter().all(u8::is_ascii_digit) => Ok(Self(d)),
+            _ => Err(InvalidCode("a TIN is 9 digits")),
         }
     }
 }
@@ -126,7 +197,9 @@ impl Tin {
 impl Icd10Cm {
     /// Parses with or without the dot.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = compact(text);
+        let Some(code) = compact(text) else {
+            return Err(InvalidCode("not an ICD-10-CM code"));
+        };
         let b = code.as_bytes();
         let shape = (3..=7).contains(&b.len())
             && b.first().is_some_and(u8::is_ascii_uppercase)
@@ -143,7 +216,9 @@ impl Icd10Cm {
 impl ProcedureCode {
     /// Parses a five-character HCPCS or CPT code.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim().to_ascii_uppercase();
+        let Some(code) = plain(text) else {
+            return Err(InvalidCode("not a HCPCS or CPT code"));
+        };
         let b = code.as_bytes();
         let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
         let valid = b.len() == 5
@@ -166,11 +241,11 @@ impl ProcedureCode {
 impl Modifier {
     /// Parses a two-character alphanumeric modifier.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim().to_ascii_uppercase();
-        if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            Ok(Self(code))
-        } else {
-            Err(InvalidCode("a modifier is two letters or digits"))
+        match plain(text) {
+            Some(c) if c.len() == 2 && c.as_bytes().iter().all(u8::is_ascii_alphanumeric) => {
+                Ok(Self(c))
+            }
+            _ => Err(InvalidCode("a modifier is two letters or digits")),
         }
     }
 }
@@ -178,22 +253,17 @@ impl Modifier {
 impl RevenueCode {
     /// Parses three or four digits.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim();
-        match code.len() {
-            3 | 4 if code.bytes().all(|b| b.is_ascii_digit()) => Ok(Self(format!("{code:0>4}"))),
-            _ => Err(InvalidCode("a revenue code is 4 digits")),
-        }
+        padded(text, 3, 4)
+            .map(Self)
+            .ok_or(InvalidCode("a revenue code is 4 digits"))
     }
 }
 
 impl PlaceOfService {
     /// Parses one or two digits.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim();
-        match code.len() {
-            1 | 2 if code.bytes().all(|b| b.is_ascii_digit()) && code != "0" && code != "00" => {
-                Ok(Self(format!("{code:0>2}")))
-            }
+        match padded(text, 1, 2) {
+            Some(c) if c.as_str() != "00" => Ok(Self(c)),
             _ => Err(InvalidCode("a place of service is 2 digits")),
         }
     }
@@ -203,11 +273,12 @@ impl BillType {
     /// Parses `0111` or `111`, or the facility code and frequency given separately and
     /// joined by the caller.
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim().to_ascii_uppercase();
-        let code = match code.len() {
-            4 if code.starts_with('0') => code.get(1..).unwrap_or_default().to_owned(),
-            _ => code,
+        let trimmed = text.trim();
+        let trimmed = match trimmed.len() {
+            4 if trimmed.starts_with('0') => trimmed.get(1..).unwrap_or_default(),
+            _ => trimmed,
         };
+        let code = plain(trimmed).ok_or(InvalidCode("a type of bill is 3 characters"))?;
         let b = code.as_bytes();
         if b.len() == 3
             && b.first().is_some_and(|c| (b'1'..=b'9').contains(c))
@@ -221,18 +292,16 @@ impl BillType {
 
     /// The third character: the claim frequency.
     pub fn frequency(&self) -> Option<char> {
-        self.0.chars().nth(2)
+        self.0.as_str().chars().nth(2)
     }
 }
 
 impl Drg {
     /// Parses up to three digits (zero-padded).
     pub fn parse(text: &str) -> Result<Self, InvalidCode> {
-        let code = text.trim();
-        match code.len() {
-            1..=3 if code.bytes().all(|b| b.is_ascii_digit()) => Ok(Self(format!("{code:0>3}"))),
-            _ => Err(InvalidCode("a DRG is 3 digits")),
-        }
+        padded(text, 1, 3)
+            .map(Self)
+            .ok_or(InvalidCode("a DRG is 3 digits"))
     }
 }
 
@@ -250,26 +319,48 @@ mod tests {
 
     #[test]
     fn codes_normalise() {
-        assert_eq!(Icd10Cm::parse("j02.0").map(|c| c.0), Ok("J020".into()));
+        assert_eq!(
+            Icd10Cm::parse("j02.0").map(|c| c.to_string()),
+            Ok("J020".into())
+        );
         assert!(Icd10Cm::parse("020").is_err());
         assert_eq!(
-            ProcedureCode::parse("99213").map(|c| c.0),
+            ProcedureCode::parse("99213").map(|c| c.to_string()),
             Ok("99213".into())
         );
         assert_eq!(
-            ProcedureCode::parse("j3490").map(|c| c.0),
+            ProcedureCode::parse("j3490").map(|c| c.to_string()),
             Ok("J3490".into())
         );
         assert!(ProcedureCode::parse("0001F").is_ok());
         assert!(ProcedureCode::parse("9921").is_err());
-        assert_eq!(RevenueCode::parse("450").map(|c| c.0), Ok("0450".into()));
-        assert_eq!(PlaceOfService::parse("11").map(|c| c.0), Ok("11".into()));
-        assert!(PlaceOfService::parse("00").is_err());
-        assert_eq!(BillType::parse("0111").map(|c| c.0), Ok("111".into()));
         assert_eq!(
-            Tin::parse("12-3456789").map(|c| c.0),
+            RevenueCode::parse("450").map(|c| c.to_string()),
+            Ok("0450".into())
+        );
+        assert_eq!(
+            PlaceOfService::parse("11").map(|c| c.to_string()),
+            Ok("11".into())
+        );
+        assert_eq!(
+            PlaceOfService::parse("1").map(|c| c.to_string()),
+            Ok("01".into())
+        );
+        assert!(PlaceOfService::parse("00").is_err());
+        assert_eq!(
+            BillType::parse("0111").map(|c| c.to_string()),
+            Ok("111".into())
+        );
+        assert_eq!(
+            Tin::parse("12-3456789").map(|c| c.to_string()),
             Ok("123456789".into())
         );
-        assert_eq!(Drg::parse("89").map(|c| c.0), Ok("089".into()));
+        assert_eq!(Drg::parse("89").map(|c| c.to_string()), Ok("089".into()));
+        assert!(Drg::parse("8901").is_err());
+        assert!(Modifier::parse("2é").is_err(), "non-ASCII is refused");
+        assert!(
+            Icd10Cm::parse(&"A".repeat(40)).is_err(),
+            "too long for the inline buffer"
+        );
     }
 }

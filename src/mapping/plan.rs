@@ -1044,9 +1044,10 @@ fn run_steps<'a>(steps: &[Step], value: Cow<'a, str>) -> Result<Cow<'a, str>, ta
                 Some(iso) => Cow::Owned(iso),
                 None => value,
             },
-            Step::RangePart(n) => {
-                Cow::Owned(value.split('-').nth(n - 1).unwrap_or_default().to_owned())
-            }
+            Step::RangePart(n) => match value {
+                Cow::Borrowed(s) => Cow::Borrowed(s.split('-').nth(n - 1).unwrap_or_default()),
+                Cow::Owned(s) => Cow::Owned(s.split('-').nth(n - 1).unwrap_or_default().to_owned()),
+            },
             Step::ImpliedDecimals(n) => Cow::Owned(implied_decimals(value.trim(), *n)),
             Step::Map(table) => match table.get(value.as_ref()).or_else(|| table.get("*")) {
                 Some(v) => Cow::Owned(v.clone()),
@@ -1146,7 +1147,11 @@ impl Items {
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) {
-        self.push().code.push_str(&String::from_utf8_lossy(bytes));
+        let item = self.push();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => item.code.push_str(text),
+            Err(_) => item.code.push_str(&String::from_utf8_lossy(bytes)),
+        }
     }
 }
 
@@ -1242,8 +1247,22 @@ fn collect(
         if rule.steps.is_empty() {
             continue;
         }
-        match run_steps(&rule.steps, Cow::Borrowed(&item.code)).map(Cow::into_owned) {
-            Ok(value) => item.code = value,
+        // A borrowed result is a slice of the value itself: cut it in place, no allocation.
+        let (base, len) = (item.code.as_ptr() as usize, item.code.len());
+        let outcome = match run_steps(&rule.steps, Cow::Borrowed(&item.code)) {
+            Ok(Cow::Borrowed(slice)) => {
+                let start = (slice.as_ptr() as usize).saturating_sub(base).min(len);
+                Ok(Err(start..start + slice.len()))
+            }
+            Ok(Cow::Owned(owned)) => Ok(Ok(owned)),
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(Ok(owned)) => item.code = owned,
+            Ok(Err(range)) => {
+                item.code.truncate(range.end.min(len));
+                item.code.drain(..range.start.min(item.code.len()));
+            }
             Err(reason) => item.refused = Some(reason),
         }
     }

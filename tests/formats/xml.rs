@@ -237,5 +237,10 @@ fn xml_mappings_are_checked() {
 fn a_mapping_outside_x12_must_state_the_claim_type() {
     let silent = MAPPING.replace("claim_type = { value = \"professional\" }\n", "");
     let problems = Plan::from_toml(&silent).unwrap_err();
-    assert!(problems.iter().any(|p| p.path == "claim.claim_type" && p.code == "required_field"), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.path == "claim.claim_type" && p.code == "required_field"),
+        "{problems:?}"
+    );
 }

@@ -51,6 +51,9 @@ pub const LOOPS: &[&str] = &[
 #[derive(Debug, Default)]
 pub struct SegmentList {
     items: Vec<(&'static str, Key, Segment)>,
+    /// (loop, segment id) of each item, kept apart so that look-ups scan 16 bytes a
+    /// segment instead of the segments themselves.
+    keys: Vec<(Key, Key)>,
     len: usize,
 }
 
@@ -60,17 +63,24 @@ impl SegmentList {
     }
 
     fn push(&mut self, loop_id: &'static str, segment: &Segment) {
+        let loop_key = Key::of(loop_id.as_bytes());
         match self.items.get_mut(self.len) {
             Some(slot) => {
                 slot.0 = loop_id;
-                slot.1 = Key::of(loop_id.as_bytes());
+                slot.1 = loop_key;
                 slot.2.clone_from(segment);
             }
-            None => self
-                .items
-                .push((loop_id, Key::of(loop_id.as_bytes()), segment.clone())),
+            None => self.items.push((loop_id, loop_key, segment.clone())),
         }
+        self.set_key(loop_key, segment.key());
         self.len += 1;
+    }
+
+    fn set_key(&mut self, loop_key: Key, segment_key: Key) {
+        match self.keys.get_mut(self.len) {
+            Some(slot) => *slot = (loop_key, segment_key),
+            None => self.keys.push((loop_key, segment_key)),
+        }
     }
 
     fn extend_from(&mut self, other: &SegmentList) {
@@ -99,15 +109,17 @@ impl SegmentList {
     /// Moves `segment` into the list (its buffers are swapped with a spare slot's, so
     /// nothing is copied); `segment` is left holding stale contents to be overwritten.
     fn push_moved(&mut self, loop_id: &'static str, segment: &mut Segment) {
+        let loop_key = Key::of(loop_id.as_bytes());
         if self.items.len() == self.len {
-            self.items
-                .push((loop_id, Key::of(loop_id.as_bytes()), Segment::default()));
+            self.items.push((loop_id, loop_key, Segment::default()));
         }
+        let segment_key = segment.key();
         if let Some(slot) = self.items.get_mut(self.len) {
             slot.0 = loop_id;
-            slot.1 = Key::of(loop_id.as_bytes());
+            slot.1 = loop_key;
             std::mem::swap(&mut slot.2, segment);
         }
+        self.set_key(loop_key, segment_key);
         self.len += 1;
     }
 
