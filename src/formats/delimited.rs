@@ -128,6 +128,24 @@ impl Row {
 
 const CHUNK: usize = 64 * 1024;
 
+/// Decodes one field; `None` when the bytes are not valid in a UTF-8 file (the caller
+/// reports it, and the text is then decoded lossily).
+pub(crate) fn decode(bytes: &[u8], encoding: TextEncoding) -> Option<std::borrow::Cow<'_, str>> {
+    match encoding {
+        TextEncoding::Utf8 => std::str::from_utf8(bytes)
+            .ok()
+            .map(std::borrow::Cow::Borrowed),
+        TextEncoding::Windows1252 => Some(
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(bytes)
+                .0,
+        ),
+        TextEncoding::Latin1 => Some(std::borrow::Cow::Owned(
+            bytes.iter().map(|b| char::from(*b)).collect(),
+        )),
+    }
+}
+
 /// Streams rows out of any reader.
 pub struct DelimitedReader<R> {
     source: R,
@@ -217,14 +235,10 @@ impl<R: Read> DelimitedReader<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        let free = self.input.get_mut(self.end..).unwrap_or_default();
-        let n = loop {
-            match self.source.read(free) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = crate::formats::read_some(
+            &mut self.source,
+            self.input.get_mut(self.end..).unwrap_or_default(),
+        )?;
         self.eof = n == 0;
         self.end += n;
         Ok(())
@@ -380,28 +394,18 @@ impl<R: Read> DelimitedReader<R> {
                 row.set(i, "");
                 continue;
             }
-            let text = match self.options.encoding {
-                TextEncoding::Utf8 => match std::str::from_utf8(bytes) {
-                    Ok(text) => std::borrow::Cow::Borrowed(text),
-                    Err(_) => {
-                        row.broken = true;
-                        let mut at = row.position.clone();
-                        at.path = Some(format!("field {}", i + 1));
-                        findings.push(Finding::error(
-                            "csv.invalid_utf8",
-                            at,
-                            "the field is not valid UTF-8",
-                        ));
-                        String::from_utf8_lossy(bytes)
-                    }
-                },
-                TextEncoding::Windows1252 => {
-                    encoding_rs::WINDOWS_1252
-                        .decode_without_bom_handling(bytes)
-                        .0
-                }
-                TextEncoding::Latin1 => {
-                    std::borrow::Cow::Owned(bytes.iter().map(|b| char::from(*b)).collect())
+            let text = match decode(bytes, self.options.encoding) {
+                Some(text) => text,
+                None => {
+                    row.broken = true;
+                    let mut at = row.position.clone();
+                    at.path = Some(format!("field {}", i + 1));
+                    findings.push(Finding::error(
+                        "csv.invalid_utf8",
+                        at,
+                        "the field is not valid UTF-8",
+                    ));
+                    String::from_utf8_lossy(bytes)
                 }
             };
             row.set(i, &text);

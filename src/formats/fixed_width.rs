@@ -77,14 +77,10 @@ impl<R: Read> FixedWidthReader<R> {
         if self.end == self.buf.len() {
             self.buf.resize(self.buf.len() + CHUNK, 0);
         }
-        let free = self.buf.get_mut(self.end..).unwrap_or_default();
-        let n = loop {
-            match self.source.read(free) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = crate::formats::read_some(
+            &mut self.source,
+            self.buf.get_mut(self.end..).unwrap_or_default(),
+        )?;
         self.eof = n == 0;
         self.end += n;
         Ok(n > 0)
@@ -169,26 +165,18 @@ impl<R: Read> FixedWidthReader<R> {
                     let bytes = raw
                         .get(from.saturating_sub(1)..(*to).min(raw.len()))
                         .unwrap_or_default();
-                    let text = match self.options.encoding {
-                        TextEncoding::Utf8 => {
-                            match std::str::from_utf8(bytes) {
-                                Ok(t) => std::borrow::Cow::Borrowed(t),
-                                Err(_) => {
-                                    row.broken = true;
-                                    let mut at = row.position.clone();
-                                    at.path = Some(format!("bytes {from}-{to}"));
-                                    findings.push(Finding::error("fixed.invalid_utf8", at, "the field is not valid UTF-8 (or a range splits a character)"));
-                                    String::from_utf8_lossy(bytes)
-                                }
-                            }
-                        }
-                        TextEncoding::Windows1252 => {
-                            encoding_rs::WINDOWS_1252
-                                .decode_without_bom_handling(bytes)
-                                .0
-                        }
-                        TextEncoding::Latin1 => {
-                            std::borrow::Cow::Owned(bytes.iter().map(|b| char::from(*b)).collect())
+                    let text = match super::delimited::decode(bytes, self.options.encoding) {
+                        Some(text) => text,
+                        None => {
+                            row.broken = true;
+                            let mut at = row.position.clone();
+                            at.path = Some(format!("bytes {from}-{to}"));
+                            findings.push(Finding::error(
+                                "fixed.invalid_utf8",
+                                at,
+                                "the field is not valid UTF-8 (or a range splits a character)",
+                            ));
+                            String::from_utf8_lossy(bytes)
                         }
                     };
                     row.push_field(i, &text);

@@ -10,3 +10,14 @@ pub mod x12;
 pub mod xml;
 
 pub use crate::findings::{Finding, Position, Severity};
+
+/// Reads what is available into `buf`, retrying reads interrupted by a signal; 0 means the
+/// input has ended.
+pub(crate) fn read_some(source: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match source.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

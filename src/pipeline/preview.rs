@@ -67,7 +67,7 @@ pub enum MappingChoice {
 }
 
 /// One mapped claim with its findings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MappedClaim {
     /// The claim as mapped (also when rejected).
     pub claim: Claim,
@@ -98,6 +98,28 @@ pub struct Summary {
     pub line_charge_cents: i64,
     /// Rows left out by the mapping's `keep_rows` filter (`records = accepted + rejected + skipped`).
     pub skipped: u64,
+}
+
+impl Summary {
+    /// Counts one mapped claim that came from `records` source records and `lines_read`
+    /// lines (accepted or rejected alike).
+    fn count(&mut self, claim: &Claim, records: u64, lines_read: u64, accepted: bool) {
+        self.records += records;
+        if accepted {
+            self.accepted += records;
+        } else {
+            self.rejected += records;
+        }
+        self.claims += 1;
+        self.lines += lines_read;
+        self.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
+        self.line_charge_cents += claim
+            .lines
+            .iter()
+            .filter_map(|l| l.charge)
+            .map(Money::cents)
+            .sum::<i64>();
+    }
 }
 
 /// Reads `input` with `mapping`; calls `on_claim` for each record and `on_finding` for
@@ -171,21 +193,7 @@ fn preview_x12<R: Read>(
         );
         validate(&claim, &record.position, &mut findings);
         let accepted = !findings.iter().any(|f| f.severity == Severity::Error);
-        summary.records += 1;
-        summary.claims += 1;
-        summary.lines += record.line_count() as u64;
-        if accepted {
-            summary.accepted += 1
-        } else {
-            summary.rejected += 1
-        }
-        summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
-        summary.line_charge_cents += claim
-            .lines
-            .iter()
-            .filter_map(|l| l.charge)
-            .map(Money::cents)
-            .sum::<i64>();
+        summary.count(&claim, 1, record.line_count() as u64, accepted);
         on_claim(&MappedClaim {
             claim,
             position: record.position.clone(),
@@ -420,22 +428,12 @@ fn run_rows(
             );
             validate(&claim, &position, &mut findings);
             let accepted = !findings.iter().any(|f| f.severity == Severity::Error);
-            let rows = group.len() as u64;
-            summary.records += rows;
-            if accepted {
-                summary.accepted += rows
-            } else {
-                summary.rejected += rows
-            }
-            summary.claims += 1;
-            summary.lines += claim.lines.len() as u64;
-            summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
-            summary.line_charge_cents += claim
-                .lines
-                .iter()
-                .filter_map(|l| l.charge)
-                .map(Money::cents)
-                .sum::<i64>();
+            summary.count(
+                &claim,
+                group.len() as u64,
+                claim.lines.len() as u64,
+                accepted,
+            );
             on_claim(&MappedClaim {
                 claim,
                 position,
@@ -586,21 +584,7 @@ fn preview_document<R: Read>(
             claim
         };
         let accepted = !record.broken && !mine.iter().any(|f| f.severity == Severity::Error);
-        summary.records += 1;
-        summary.claims += 1;
-        summary.lines += claim.lines.len() as u64;
-        if accepted {
-            summary.accepted += 1
-        } else {
-            summary.rejected += 1
-        }
-        summary.total_charge_cents += claim.total_charge.map_or(0, Money::cents);
-        summary.line_charge_cents += claim
-            .lines
-            .iter()
-            .filter_map(|l| l.charge)
-            .map(Money::cents)
-            .sum::<i64>();
+        summary.count(&claim, 1, claim.lines.len() as u64, accepted);
         on_claim(&MappedClaim {
             claim,
             position: record.position.clone(),

@@ -313,32 +313,15 @@ fn preview_file(
     Vec<claimgate::pipeline::MappedClaim>,
     Vec<Finding>,
 ) {
-    use claimgate::mapping::Plan;
     let toml = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("schemas")
             .join(mapping),
     )
     .unwrap();
-    let plan = Plan::from_toml(&toml).unwrap_or_else(|p| panic!("{mapping}: {p:?}"));
-    let choice = claimgate::pipeline::MappingChoice::One(Box::new(plan));
-    let mut claims = Vec::new();
-    let mut file_findings = Vec::new();
-    let summary = claimgate::pipeline::preview(
-        &choice,
-        std::fs::File::open(file).unwrap(),
-        &mut |c| {
-            claims.push(claimgate::pipeline::MappedClaim {
-                claim: c.claim.clone(),
-                position: c.position.clone(),
-                findings: c.findings.clone(),
-                accepted: c.accepted,
-            })
-        },
-        &mut |f| file_findings.push(f.clone()),
-    )
-    .unwrap();
-    (summary, claims, file_findings)
+    let plan =
+        claimgate::mapping::Plan::from_toml(&toml).unwrap_or_else(|p| panic!("{mapping}: {p:?}"));
+    crate::run_plan(plan, &std::fs::read(file).unwrap())
 }
 
 #[test]

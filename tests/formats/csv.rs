@@ -5,7 +5,7 @@ use claimgate::formats::delimited::{
     DelimitedLimits, DelimitedOptions, DelimitedReader, Row, TextEncoding,
 };
 use claimgate::mapping::Plan;
-use claimgate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
+use claimgate::pipeline::{MappedClaim, Summary};
 use proptest::prelude::*;
 
 fn read_all(
@@ -180,23 +180,7 @@ service_from = { column = "DOS", transforms = [{ date = "MM/DD/YYYY" }] }
 "#;
 
 fn run(mapping: &str, csv: &str) -> (Summary, Vec<MappedClaim>, Vec<Finding>) {
-    let plan = Plan::from_toml(mapping).unwrap();
-    let (mut claims, mut file) = (Vec::new(), Vec::new());
-    let summary = preview(
-        &MappingChoice::One(Box::new(plan)),
-        csv.as_bytes(),
-        &mut |c| {
-            claims.push(MappedClaim {
-                claim: c.claim.clone(),
-                position: c.position.clone(),
-                findings: c.findings.clone(),
-                accepted: c.accepted,
-            })
-        },
-        &mut |f| file.push(f.clone()),
-    )
-    .unwrap();
-    (summary, claims, file)
+    crate::run_plan(Plan::from_toml(mapping).unwrap(), csv.as_bytes())
 }
 
 #[derive(Debug, Clone)]

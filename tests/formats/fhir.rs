@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use claimgate::findings::Finding;
 use claimgate::mapping::Plan;
-use claimgate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
+use claimgate::pipeline::{MappedClaim, Summary};
 
 use crate::corpus::corpus_dir;
 
@@ -20,22 +20,7 @@ fn mapping(ndjson: bool) -> Plan {
 }
 
 fn run(plan: Plan, bytes: &[u8]) -> (Summary, Vec<MappedClaim>, Vec<Finding>) {
-    let (mut claims, mut file) = (Vec::new(), Vec::new());
-    let summary = preview(
-        &MappingChoice::One(Box::new(plan)),
-        bytes,
-        &mut |c| {
-            claims.push(MappedClaim {
-                claim: c.claim.clone(),
-                position: c.position.clone(),
-                findings: c.findings.clone(),
-                accepted: c.accepted,
-            })
-        },
-        &mut |f| file.push(f.clone()),
-    )
-    .unwrap();
-    (summary, claims, file)
+    crate::run_plan(plan, bytes)
 }
 
 #[test]

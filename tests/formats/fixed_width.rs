@@ -30,23 +30,7 @@ fn line(claim: &str, n: u32, member: &str, hcpcs: &str, cents: u64, date: &str) 
 }
 
 fn run(text: &str) -> (Summary, Vec<MappedClaim>, Vec<Finding>) {
-    let plan = Plan::from_toml(MAPPING).unwrap();
-    let (mut claims, mut file) = (Vec::new(), Vec::new());
-    let summary = preview(
-        &MappingChoice::One(Box::new(plan)),
-        text.as_bytes(),
-        &mut |c| {
-            claims.push(MappedClaim {
-                claim: c.claim.clone(),
-                position: c.position.clone(),
-                findings: c.findings.clone(),
-                accepted: c.accepted,
-            })
-        },
-        &mut |f| file.push(f.clone()),
-    )
-    .unwrap();
-    (summary, claims, file)
+    crate::run_plan(Plan::from_toml(MAPPING).unwrap(), text.as_bytes())
 }
 
 #[test]

@@ -13,3 +13,21 @@ mod fhir;
 mod fixed_width;
 mod x12;
 mod xml;
+
+use claimgate::findings::Finding;
+use claimgate::mapping::Plan;
+use claimgate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
+
+/// Previews `bytes` with `plan`: the summary, every mapped claim, and the findings that
+/// belong to no record.
+pub fn run_plan(plan: Plan, bytes: &[u8]) -> (Summary, Vec<MappedClaim>, Vec<Finding>) {
+    let (mut claims, mut file) = (Vec::new(), Vec::new());
+    let summary = preview(
+        &MappingChoice::One(Box::new(plan)),
+        bytes,
+        &mut |c| claims.push(c.clone()),
+        &mut |f| file.push(f.clone()),
+    )
+    .unwrap();
+    (summary, claims, file)
+}

@@ -2,7 +2,7 @@
 
 use claimgate::findings::Finding;
 use claimgate::mapping::Plan;
-use claimgate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
+use claimgate::pipeline::{MappedClaim, Summary};
 
 const MAPPING: &str = r#"
 name = "xml-claims"
@@ -52,23 +52,7 @@ fn doc(claims: &[String]) -> String {
 }
 
 fn run(text: &[u8]) -> (Summary, Vec<MappedClaim>, Vec<Finding>) {
-    let plan = Plan::from_toml(MAPPING).unwrap();
-    let (mut claims, mut file) = (Vec::new(), Vec::new());
-    let summary = preview(
-        &MappingChoice::One(Box::new(plan)),
-        text,
-        &mut |c| {
-            claims.push(MappedClaim {
-                claim: c.claim.clone(),
-                position: c.position.clone(),
-                findings: c.findings.clone(),
-                accepted: c.accepted,
-            })
-        },
-        &mut |f| file.push(f.clone()),
-    )
-    .unwrap();
-    (summary, claims, file)
+    crate::run_plan(Plan::from_toml(MAPPING).unwrap(), text)
 }
 
 #[test]

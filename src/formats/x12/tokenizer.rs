@@ -370,14 +370,10 @@ impl<R: Read> Tokenizer<R> {
             let grow = self.buf.len().min(self.limits.max_segment_bytes + CHUNK);
             self.buf.resize(self.buf.len() + grow, 0);
         }
-        let free = self.buf.get_mut(self.end..).unwrap_or_default();
-        let n = loop {
-            match self.source.read(free) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
+        let n = crate::formats::read_some(
+            &mut self.source,
+            self.buf.get_mut(self.end..).unwrap_or_default(),
+        )?;
         if n == 0 {
             self.eof = true;
         }
