@@ -204,6 +204,23 @@ fn disputed_files_are_read_as_the_bytes_say_with_findings() {
             .iter()
             .any(|f| f.code == "x12.isa_length" && f.severity == Severity::Warning)
     );
+    // An SV1 before any LX: the naive counter adds its charge to the lines (61.25), pyx12
+    // does not (36.75). It is no service line, so claimgate agrees with pyx12, and rejects
+    // the claim with a finding instead of letting the charge vanish unremarked.
+    let path = dir.join("imsweb-x12-parser/837_5010/x12_missing_required_loops_mult_repeats.txt");
+    let figures = read_837(&std::fs::read(path).unwrap());
+    assert_eq!(figures.line_charge_sum.cents(), 3_675);
+    let outside: Vec<&Finding> = figures
+        .findings
+        .iter()
+        .filter(|f| f.code == "x12.service_outside_line")
+        .collect();
+    assert!(
+        !outside.is_empty()
+            && outside
+                .iter()
+                .all(|f| f.position.record > 0 && f.severity == Severity::Error)
+    );
     // No ISA at all: nothing is read, and the error says so at byte 0.
     let figures = read_837(
         &std::fs::read(dir.join("imsweb-x12-parser/837_5010/x12_no_isa_line.txt")).unwrap(),

@@ -328,7 +328,7 @@ impl<R: Read> ClaimReader<R> {
                 _ if self.skip_transaction || !self.envelope.in_transaction() => {}
                 b"HL" => self.hierarchy(findings),
                 b"CLM" => self.start_claim(record),
-                _ if self.in_claim.is_some() => self.claim_segment(record),
+                _ if self.in_claim.is_some() => self.claim_segment(record, findings),
                 _ => self.context_segment(),
             }
         }
@@ -458,10 +458,27 @@ impl<R: Read> ClaimReader<R> {
         self.claim_loop = "2300";
     }
 
-    fn claim_segment(&mut self, record: &mut ClaimRecord) {
+    fn claim_segment(&mut self, record: &mut ClaimRecord, findings: &mut Vec<Finding>) {
         let professional = record.variant != Variant::Institutional;
         let id = self.segment.id();
         let entity = self.segment.element(1);
+        if self.in_claim != Some(InClaim::Line)
+            && matches!(id, b"SV1" | b"SV2" | b"SV3" | b"SV4" | b"SV5")
+        {
+            // A service without its LX would vanish from the lines: say so on the claim.
+            let mut at = self.segment.position();
+            at.record = record.position.record;
+            at.path = Some(format!(
+                "{}/{}",
+                self.claim_loop,
+                String::from_utf8_lossy(id)
+            ));
+            findings.push(Finding::error(
+                "x12.service_outside_line",
+                at,
+                "a service segment outside a 2400 service line loop",
+            ));
+        }
         match (self.in_claim, id) {
             (_, b"LX") => {
                 self.in_claim = Some(InClaim::Line);
