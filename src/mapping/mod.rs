@@ -8,12 +8,12 @@
 //! the plan to a record is cheap.
 
 pub mod builtin;
-mod csv_source;
+mod row_and_document_sources;
 pub mod definition;
 pub mod plan;
 pub mod targets;
 mod x12_source;
 
-pub use csv_source::RowGroup;
+pub use row_and_document_sources::RowGroup;
 
 pub use plan::{Bindings, MappingProblem, Plan, Scope, SourceRecord, X12Path};
