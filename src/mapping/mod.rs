@@ -8,9 +8,9 @@
 //! the plan to a record is cheap.
 
 pub mod builtin;
-mod row_and_document_sources;
 pub mod definition;
 pub mod plan;
+mod row_and_document_sources;
 pub mod targets;
 mod x12_source;
 
