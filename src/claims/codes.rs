@@ -289,11 +289,6 @@ impl BillType {
             Err(InvalidCode("a type of bill is 3 characters"))
         }
     }
-
-    /// The third character: the claim frequency.
-    pub fn frequency(&self) -> Option<char> {
-        self.0.as_str().chars().nth(2)
-    }
 }
 
 impl Drg {

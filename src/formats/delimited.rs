@@ -198,11 +198,6 @@ impl<R: Read> DelimitedReader<R> {
         Ok(self.header.as_deref())
     }
 
-    /// Bytes consumed so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.offset
-    }
-
     fn start_file(&mut self, findings: &mut Vec<Finding>) -> std::io::Result<()> {
         if self.started {
             return Ok(());

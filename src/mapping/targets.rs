@@ -124,15 +124,6 @@ impl ClaimField {
             _ => Kind::Text,
         }
     }
-
-    /// Whether values of the field are PHI (they never appear in findings either way).
-    pub fn is_phi(self) -> bool {
-        use ClaimField::*;
-        matches!(
-            self,
-            MemberId | PatientFirstName | PatientLastName | BirthDate | Address | City | Zip
-        )
-    }
 }
 
 impl LineField {

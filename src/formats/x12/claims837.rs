@@ -267,16 +267,6 @@ impl<R: Read> ClaimReader<R> {
         }
     }
 
-    /// Transactions (ST) seen so far.
-    pub fn transactions(&self) -> u64 {
-        self.envelope.transactions
-    }
-
-    /// Bytes consumed so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.tokenizer.bytes_read()
-    }
-
     /// Reads the next claim into `record`. Returns `Ok(false)` at the end of the input.
     /// Findings (envelope, structure) are appended to `findings`; a claim cut off by the
     /// end of its transaction or file gets an error finding with its record number.

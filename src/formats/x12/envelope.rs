@@ -29,8 +29,6 @@ pub struct Envelope {
     pub transaction_type: Vec<u8>,
     /// ST03 of the current transaction (its implementation convention), or GS08 without one.
     pub transaction_version: Vec<u8>,
-    /// Transactions seen.
-    pub transactions: u64,
 }
 
 impl Envelope {
@@ -105,7 +103,6 @@ impl Envelope {
                 } else {
                     st03.to_vec()
                 };
-                self.transactions += 1;
                 self.transaction = Some(Open {
                     control: segment.element(2).to_vec(),
                     children: 1,

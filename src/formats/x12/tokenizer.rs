@@ -124,16 +124,6 @@ impl Segment {
         self.elements.len().saturating_sub(1)
     }
 
-    /// The whole segment without its terminator.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The delimiters this segment was split with (component and repetition).
-    pub fn component_separator(&self) -> u8 {
-        self.component
-    }
-
     /// The position of this segment, for findings.
     pub fn position(&self) -> Position {
         Position {
@@ -218,11 +208,6 @@ impl<R: Read> Tokenizer<R> {
     /// The delimiters, once the ISA has been read.
     pub fn delimiters(&self) -> Option<Delimiters> {
         self.delimiters
-    }
-
-    /// Bytes consumed so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.offset
     }
 
     fn position(&self) -> Position {
