@@ -95,15 +95,16 @@ impl SegmentList {
     }
 
     /// The segments with id `segment_key` in loop `loop_key` ([`Key::ANY`] for any loop),
-    /// in file order.
+    /// in file order. Only the packed keys are compared.
     pub fn matching(&self, loop_key: Key, segment_key: Key) -> impl Iterator<Item = &Segment> {
-        self.items
+        self.keys
             .iter()
+            .zip(&self.items)
             .take(self.len)
-            .filter(move |(_, k, s)| {
-                s.key() == segment_key && (loop_key == Key::ANY || *k == loop_key)
+            .filter(move |((l, s), _)| {
+                *s == segment_key && (loop_key == Key::ANY || *l == loop_key)
             })
-            .map(|(_, _, s)| s)
+            .map(|(_, (_, _, segment))| segment)
     }
 
     /// Moves `segment` into the list (its buffers are swapped with a spare slot's, so

@@ -75,7 +75,7 @@ impl Key {
 }
 
 /// One segment, reused from call to call. Element 0 is the segment id.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Segment {
     bytes: Vec<u8>,
     elements: Vec<Range<u32>>,
@@ -88,6 +88,27 @@ pub struct Segment {
     pub line: u64,
     /// 1-based number of the segment in the file.
     pub index: u64,
+}
+
+impl Clone for Segment {
+    fn clone(&self) -> Self {
+        let mut copy = Self::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    /// Copies into the existing buffers: the reader copies each claim's context
+    /// segments this way, and the derived `clone_from` would allocate every time.
+    fn clone_from(&mut self, source: &Self) {
+        self.bytes.clone_from(&source.bytes);
+        self.elements.clone_from(&source.elements);
+        self.component = source.component;
+        self.repetition = source.repetition;
+        self.key = source.key;
+        self.byte = source.byte;
+        self.line = source.line;
+        self.index = source.index;
+    }
 }
 
 impl Segment {
