@@ -305,6 +305,14 @@ async fn check_config(settings: Settings) -> anyhow::Result<()> {
             println!("ok: master key (fingerprint {})", key.fingerprint());
         }
     }
+    let policy =
+        crate::authz::Policy::load(&settings.auth.policy_model_file, &settings.auth.policy_file)
+            .await?;
+    println!(
+        "ok: access policy {} ({} rules)",
+        settings.auth.policy_file.display(),
+        policy.rows().len()
+    );
     if let Some(file) =
         crate::store::sqlite_file(settings.database.url.expose_secret()).filter(|f| !f.exists())
     {

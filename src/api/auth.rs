@@ -1,54 +1,181 @@
-//! Bearer-token authentication as an extractor: a handler that takes [`Authenticated`]
-//! runs only for a caller with a live API key. It is the first extractor of every
-//! protected handler, so an unauthenticated request is refused before its body is read.
+//! Authentication as an extractor, and authorization as a method on its result.
+//!
+//! A handler that takes [`Caller`] runs only for a live credential: a bearer API key, or
+//! (without an `Authorization` header) a client certificate mapped to a principal. It is
+//! the first extractor of every protected handler, so an unauthenticated request is
+//! refused before its body is read. Every refusal answers the same 401 body; the reason
+//! goes to the audit trail only. Failures are counted per client address and per key id,
+//! and over the limit every attempt gets 429 with `Retry-After` until the window ends.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::time::Instant;
 
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::authz::{ParsedToken, Principal, Role};
+use super::guard::RequestId;
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::authz::{Access, ParsedToken, Permission, Principal, Target};
+
+/// Longest `Authorization` header value considered (a real one is 88 bytes).
+const MAX_AUTHORIZATION_LEN: usize = 256;
+
+/// The SHA-256 fingerprint (lowercase hex) of the client certificate of a connection,
+/// recorded when the TLS connection is accepted.
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub String);
 
 /// The authenticated caller of this request.
 #[derive(Debug)]
-pub struct Authenticated(pub Principal);
+pub struct Caller {
+    /// Who.
+    pub principal: Principal,
+    /// From where.
+    pub client: Option<IpAddr>,
+    /// The request's id.
+    pub request_id: Option<String>,
+}
 
-impl Authenticated {
-    /// Refuses (403) unless the caller holds `role`.
-    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
-        if self.0.has_role(role) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::Forbidden)
+/// What was presented.
+enum Credential {
+    Token(ParsedToken),
+    Malformed,
+    Certificate(String),
+    None,
+}
+
+impl Caller {
+    /// An audit event for this caller's request, with actor, client and request id set.
+    pub fn event(&self, kind: EventKind, outcome: Outcome) -> AuditEvent {
+        let mut event = AuditEvent::new(kind, outcome);
+        event.actor = Some(self.principal.id);
+        event.client = self.client;
+        event.request_id.clone_from(&self.request_id);
+        event
+    }
+
+    /// The event for a use of `access`, with its role, provider and break-glass flag.
+    pub fn event_for(&self, access: &Access, kind: EventKind) -> AuditEvent {
+        let mut event = self.event(kind, Outcome::Success);
+        event.role = Some(access.role);
+        event.provider = access.provider.as_ref().map(|p| p.as_str().to_owned());
+        event.break_glass = access.break_glass;
+        event
+    }
+
+    /// Asks the policy for `permission` on `target`; a refusal is audited and answers 403.
+    pub async fn authorize(
+        &self,
+        state: &AppState,
+        permission: Permission,
+        target: Target<'_>,
+    ) -> Result<Access, ApiError> {
+        let now = time::OffsetDateTime::now_utc();
+        if let Some(access) = self
+            .principal
+            .authorize(&state.policy, permission, target, now)
+        {
+            return Ok(access);
         }
+        let mut event = self.event(EventKind::PermissionDenied, Outcome::Denied);
+        event.resource = Some(format!("{}:{}", permission.object(), permission.action()));
+        if let Target::Provider(code) = target {
+            event.provider = Some(code.as_str().to_owned());
+        }
+        state.store.append_audit(&event).await?;
+        Err(ApiError::Forbidden)
     }
 }
 
-impl FromRequest for Authenticated {
+fn credential(req: &HttpRequest) -> Credential {
+    match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|v| v.len() <= MAX_AUTHORIZATION_LEN)
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|t| ParsedToken::parse(t.trim()))
+            .map_or(Credential::Malformed, Credential::Token),
+        None => match req.conn_data::<PeerCertificate>() {
+            Some(cert) => Credential::Certificate(cert.0.clone()),
+            None => Credential::None,
+        },
+    }
+}
+
+impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| ParsedToken::parse(t.trim()));
+        let credential = credential(req);
+        let client = req.peer_addr().map(|a| a.ip());
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.as_str().to_owned());
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
-            let (Some(token), Some(state)) = (token, state) else {
+            let Some(state) = state else {
                 return Err(ApiError::Unauthenticated);
             };
-            let record = state.store.api_key(&token.id).await?;
-            match record {
-                Some(record) if record.authenticates(&token, time::OffsetDateTime::now_utc()) => {
-                    Ok(Self(record.principal))
+            let key_id = match &credential {
+                Credential::Token(t) => Some(t.id.as_str().to_owned()),
+                _ => None,
+            };
+            let address = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            if let Some(wait) = state
+                .failures
+                .locked(address, key_id.as_deref(), Instant::now())
+            {
+                return Err(ApiError::TooManyAttempts {
+                    retry_after_secs: wait.as_secs().max(1),
+                });
+            }
+            let now = time::OffsetDateTime::now_utc();
+            let outcome: Result<Principal, &'static str> = match credential {
+                Credential::None => return Err(ApiError::Unauthenticated),
+                Credential::Malformed => Err("malformed_credential"),
+                Credential::Token(token) => match state.store.api_key(&token.id).await? {
+                    None => Err("unknown_key"),
+                    Some(record) if !token.secret_matches(&record.secret_hash) => {
+                        Err("wrong_secret")
+                    }
+                    Some(record) if record.revoked => Err("revoked_key"),
+                    Some(record) if record.principal_disabled => Err("disabled_principal"),
+                    Some(record) if record.expires_at.is_some_and(|t| now >= t) => {
+                        Err("expired_key")
+                    }
+                    Some(record) => Ok(record.principal),
+                },
+                Credential::Certificate(fingerprint) => state
+                    .store
+                    .principal_by_certificate(&fingerprint)
+                    .await?
+                    .ok_or("unknown_certificate"),
+            };
+            match outcome {
+                Ok(principal) => Ok(Self {
+                    principal,
+                    client,
+                    request_id,
+                }),
+                Err(reason) => {
+                    state
+                        .failures
+                        .record_failure(address, key_id.as_deref(), Instant::now());
+                    let mut event = AuditEvent::new(EventKind::AuthFailure, Outcome::Denied);
+                    event.client = client;
+                    event.request_id = request_id;
+                    event.resource = key_id.map(|k| format!("key:{k}"));
+                    event.reason = Some(reason);
+                    state.store.append_audit(&event).await?;
+                    Err(ApiError::Unauthenticated)
                 }
-                _ => Err(ApiError::Unauthenticated),
             }
         })
     }

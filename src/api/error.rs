@@ -47,6 +47,15 @@ pub enum ApiError {
     /// The credential is valid but lacks permission.
     #[error("not permitted")]
     Forbidden,
+    /// A principal tried to grant a role to itself.
+    #[error("no one may grant a role to themselves")]
+    SelfGrant,
+    /// Too many failed authentications from this address or for this key.
+    #[error("too many failed attempts; try again later")]
+    TooManyAttempts {
+        /// Seconds until the lock-out ends, for `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// No such resource.
     #[error("no such resource")]
     NotFound,
@@ -54,7 +63,7 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed {
         /// Methods the resource accepts, for the `Allow` header.
-        allow: &'static str,
+        allow: String,
     },
     /// The resource already exists.
     #[error("the resource already exists")]
@@ -102,6 +111,8 @@ impl ApiError {
             Self::InvalidField { .. } => "invalid_field",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::SelfGrant => "self_grant",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict => "conflict",
@@ -115,7 +126,9 @@ impl ApiError {
     pub fn from_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed { allow: "" },
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed {
+                allow: String::new(),
+            },
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::REQUEST_TIMEOUT => Self::BodyTimeout,
@@ -139,7 +152,12 @@ impl ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::MethodNotAllowed { allow } if !allow.is_empty() => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(value) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, value));
+                }
+            }
+            Self::TooManyAttempts { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, *retry_after_secs));
             }
             Self::Unauthenticated => {
                 response
@@ -173,7 +191,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::SelfGrant => StatusCode::FORBIDDEN,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
@@ -215,8 +234,15 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
         match e {
-            crate::store::StoreError::Conflict => Self::Conflict,
+            StoreError::Conflict => Self::Conflict,
+            StoreError::NotFound => Self::NotFound,
+            StoreError::UnknownProvider => Self::InvalidField {
+                field: "provider",
+                code: "unknown_provider",
+            },
+            StoreError::NotPermitted => Self::Forbidden,
             other => Self::internal(other),
         }
     }

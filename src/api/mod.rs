@@ -1,21 +1,31 @@
-//! The HTTP API: one route table, one error type ([`ApiError`]), one request guard.
+//! The HTTP API: one route table ([`ROUTES`]), one error type ([`ApiError`]), one request
+//! guard.
 //!
-//! Handlers are thin: they authenticate, parse into domain types and call the store.
-//! Extractor errors from actix (JSON, path, query) are mapped to [`ApiError`] here so
-//! their default texts, which quote input, never reach a client.
+//! Handlers are thin: they authenticate ([`auth::Caller`]), authorize (which yields the
+//! capability the store function needs), parse into domain types and call the store.
+//! Every route is registered from [`ROUTES`], which also states the permission each one
+//! needs: the permission-matrix test walks the same table, so a route cannot exist
+//! without being covered. Extractor errors from actix (JSON, path, query) are mapped to
+//! [`ApiError`] here so their default texts, which quote input, never reach a client.
 
 pub mod auth;
+mod break_glass;
+mod claims;
 pub mod error;
 pub mod guard;
 mod health;
+mod principals;
 mod providers;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::http::Method;
 use actix_web::{HttpResponse, web};
 
 pub use error::ApiError;
 
+use crate::authz::{FailureLimiter, Permission, Policy};
 use crate::store::Store;
 
 /// Shared state of every handler.
@@ -23,11 +33,131 @@ use crate::store::Store;
 pub struct AppState {
     /// The store.
     pub store: Store,
+    /// The role → permission policy.
+    pub policy: Arc<Policy>,
+    /// Failed-authentication counts.
+    pub failures: FailureLimiter,
     /// How long `/readyz` waits for the database.
     pub readiness_timeout: Duration,
+    /// Lifetime of a person's key unless one is asked for.
+    pub person_key_ttl: Duration,
+    /// Longest break-glass grant.
+    pub break_glass_max: Duration,
 }
 
-/// Registers every route and the extractor configuration.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health checks).
+    Public,
+    /// Any authenticated principal.
+    Authenticated,
+    /// Holders of the permission, globally.
+    Global(Permission),
+    /// Holders of the permission for the provider named by the `{code}` path segment.
+    Tenant(Permission),
+}
+
+/// One route: method, path pattern, who may call it, and its handler.
+pub struct Route {
+    /// The method.
+    pub method: Method,
+    /// The path pattern (`{name}` segments are parameters).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    handler: fn() -> actix_web::Route,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({:?})", self.method, self.path, self.access)
+    }
+}
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:expr, $handler:path) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            handler: || web::method(Method::$method).to($handler),
+        }
+    };
+}
+
+use Access::{Authenticated, Global, Public, Tenant};
+use Permission::{
+    ClaimsReadPhi, EmergencyAccessRequest, PrincipalsRead, PrincipalsWrite, ProvidersRead,
+    ProvidersWrite,
+};
+
+/// Every route of the API.
+pub static ROUTES: &[Route] = &[
+    route!(GET "/healthz", Public, health::healthz),
+    route!(GET "/readyz", Public, health::readyz),
+    route!(GET "/v1/whoami", Authenticated, principals::whoami),
+    route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
+    route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
+    route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
+    route!(GET "/v1/admin/principals", Global(PrincipalsRead), principals::list),
+    route!(POST "/v1/admin/principals", Global(PrincipalsWrite), principals::create),
+    route!(GET "/v1/admin/principals/{name}", Global(PrincipalsRead), principals::show),
+    route!(POST "/v1/admin/principals/{name}/disable", Global(PrincipalsWrite), principals::disable),
+    route!(POST "/v1/admin/principals/{name}/grants", Global(PrincipalsWrite), principals::grant),
+    route!(DELETE "/v1/admin/principals/{name}/grants/{role}", Global(PrincipalsWrite), principals::revoke),
+    route!(POST "/v1/admin/principals/{name}/keys", Global(PrincipalsWrite), principals::create_key),
+    route!(POST "/v1/admin/principals/{name}/certificates", Global(PrincipalsWrite), principals::add_certificate),
+    route!(DELETE "/v1/admin/keys/{key_id}", Global(PrincipalsWrite), principals::revoke_key),
+    route!(POST "/v1/providers/{code}/break-glass", Tenant(EmergencyAccessRequest), break_glass::request),
+    route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),
+];
+
+/// A request body read whole (the request guard has already bounded its size and rate),
+/// with read failures mapped to [`ApiError`] like every other error.
+#[derive(Debug)]
+pub struct Body(pub bytes::Bytes);
+
+impl actix_web::FromRequest for Body {
+    type Error = ApiError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(
+        _: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        use futures_util::StreamExt as _;
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let mut body = bytes::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                body.extend_from_slice(&chunk?);
+            }
+            Ok(Self(body.freeze()))
+        })
+    }
+}
+
+/// Parses a JSON request body. Handlers take the body as bytes and parse it only after
+/// authorizing, so that a caller without permission learns nothing from validation.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    req: &actix_web::HttpRequest,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::MalformedJson)
+}
+
+/// Registers every route of [`ROUTES`] and the extractor configuration. A known path
+/// with another method answers 405 with the methods it takes.
 pub fn configure(max_body_bytes: u64) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
@@ -37,35 +167,31 @@ pub fn configure(max_body_bytes: u64) -> impl FnOnce(&mut web::ServiceConfig) {
                 .error_handler(|e, _| ApiError::from(e).into()),
         )
         .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::BadParameter.into()))
-        .app_data(web::QueryConfig::default().error_handler(|_, _| ApiError::BadParameter.into()))
-        .service(
-            web::resource("/healthz")
-                .route(web::get().to(health::healthz))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/readyz")
-                .route(web::get().to(health::readyz))
-                .default_service(not_allowed("GET")),
-        )
-        .service(
-            web::resource("/v1/admin/providers")
-                .route(web::get().to(providers::list))
-                .route(web::post().to(providers::create))
-                .default_service(not_allowed("GET, POST")),
-        )
-        .service(
-            web::resource("/v1/admin/providers/{code}")
-                .route(web::get().to(providers::show))
-                .default_service(not_allowed("GET")),
-        )
-        .default_service(web::to(|| async {
+        .app_data(web::QueryConfig::default().error_handler(|_, _| ApiError::BadParameter.into()));
+        let mut paths: Vec<&'static str> = Vec::new();
+        for route in ROUTES {
+            if !paths.contains(&route.path) {
+                paths.push(route.path);
+            }
+        }
+        for path in paths {
+            let on_path = ROUTES.iter().filter(|r| r.path == path);
+            let allow = on_path
+                .clone()
+                .map(|r| r.method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut resource = web::resource(path);
+            for route in on_path {
+                resource = resource.route((route.handler)());
+            }
+            cfg.service(resource.default_service(web::to(move || {
+                let allow = allow.clone();
+                async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+            })));
+        }
+        cfg.default_service(web::to(|| async {
             Err::<HttpResponse, _>(ApiError::NotFound)
         }));
     }
-}
-
-/// The answer for a known path with a method it does not take.
-fn not_allowed(allow: &'static str) -> actix_web::Route {
-    web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
 }

@@ -1,13 +1,14 @@
-//! `/v1/admin/providers`: create, list and show provider tenants (role `mapping_admin`).
+//! `/v1/admin/providers`: create, list and show provider tenants.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
-use super::auth::Authenticated;
+use super::auth::Caller;
 use super::error::ApiError;
-use crate::authz::Role;
+use crate::audit::EventKind;
+use crate::authz::{Permission, ProviderAdmin, Target};
 use crate::providers::{Provider, ProviderCode, ProviderName};
 
 /// Body of `POST /v1/admin/providers`.
@@ -40,11 +41,16 @@ impl From<Provider> for ProviderView {
 
 /// Creates a provider: 201 with it, 409 if the code is taken.
 pub async fn create(
-    auth: Authenticated,
+    caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<CreateProvider>,
+    req: HttpRequest,
+    body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Role::MappingAdmin)?;
+    let access = caller
+        .authorize(&state, Permission::ProvidersWrite, Target::Global)
+        .await?;
+    let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let body: CreateProvider = super::parse_json(&req, &body.0)?;
     let code = ProviderCode::parse(&body.code).map_err(|_| ApiError::InvalidField {
         field: "code",
         code: "invalid_provider_code",
@@ -53,16 +59,20 @@ pub async fn create(
         field: "name",
         code: "invalid_provider_name",
     })?;
-    let provider = state.store.create_provider(&code, &name).await?;
+    let mut event = caller.event_for(&access, EventKind::ProviderCreated);
+    event.provider = Some(code.as_str().to_owned());
+    let provider = state
+        .store
+        .create_provider(&admin, &code, &name, &event)
+        .await?;
     Ok(HttpResponse::Created().json(ProviderView::from(provider)))
 }
 
 /// Lists all providers.
-pub async fn list(
-    auth: Authenticated,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    auth.require(Role::MappingAdmin)?;
+pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(&state, Permission::ProvidersRead, Target::Global)
+        .await?;
     let providers: Vec<ProviderView> = state
         .store
         .list_providers()
@@ -75,11 +85,13 @@ pub async fn list(
 
 /// Shows one provider, 404 if there is none with that code.
 pub async fn show(
-    auth: Authenticated,
+    caller: Caller,
     state: web::Data<AppState>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(Role::MappingAdmin)?;
+    caller
+        .authorize(&state, Permission::ProvidersRead, Target::Global)
+        .await?;
     let code = ProviderCode::parse(&code).map_err(|_| ApiError::NotFound)?;
     let provider = state
         .store

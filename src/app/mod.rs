@@ -16,10 +16,16 @@ use secrecy::SecretString;
 use tokio::net::TcpStream;
 
 use crate::api::{self, AppState, guard};
-use crate::authz::{ApiKey, Role};
+use std::sync::Arc;
+
+use crate::api::auth::PeerCertificate;
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::authz::{
+    ApiKey, FailureLimiter, Policy, PolicyError, PrincipalAdmin, PrincipalKind, Role,
+};
 use crate::config::{Profile, Settings, production_problems};
 use crate::crypto::{KeyError, MasterKey};
-use crate::store::{NewPrincipal, PrincipalKind, Store, StoreError};
+use crate::store::{NewGrant, NewKey, NewPrincipal, Store, StoreError};
 use conn_limit::{ConnectionLimiter, OverConnectionLimit};
 
 /// Name of the principal the dev profile creates on first start.
@@ -41,6 +47,12 @@ pub enum StartupError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The access-control policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The database role serving requests could bypass row-level security.
+    #[error("refusing to start: the database role is unsafe:\n{}", .0.join("\n"))]
+    UnsafeDatabaseRole(Vec<String>),
     /// The listener could not be bound.
     #[error("http.listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -71,8 +83,14 @@ impl Application {
         }
         let tls_config = tls::server_config(&settings.tls)?;
         let master_key = MasterKey::load(&settings.keys.master_key, settings.profile)?;
+        let policy =
+            Policy::load(&settings.auth.policy_model_file, &settings.auth.policy_file).await?;
         let store = Store::connect(&settings.database).await?;
         store.migrate().await?;
+        let role_problems = store.serving_role_problems(&settings.database.role).await?;
+        if !role_problems.is_empty() {
+            return Err(StartupError::UnsafeDatabaseRole(role_problems));
+        }
         let bootstrap_credential = if settings.profile == Profile::Dev {
             bootstrap_admin(&store).await?
         } else {
@@ -92,7 +110,11 @@ impl Application {
 
         let state = web::Data::new(AppState {
             store,
+            policy: Arc::new(policy),
+            failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
             readiness_timeout: settings.database.acquire_timeout,
+            person_key_ttl: settings.auth.person_key_ttl,
+            break_glass_max: settings.auth.break_glass_max,
         });
         let limits = web::Data::new(guard::BodyLimits::from(&settings.http));
         let max_body = settings.http.max_body_bytes;
@@ -152,19 +174,38 @@ impl Application {
     }
 }
 
-/// Creates the bootstrap admin with a fresh API key when no principal exists yet.
+/// Creates the bootstrap admin (`security_admin` and `mapping_admin`) with a fresh API
+/// key when no principal exists yet. Dev profile only; its key does not expire, so a
+/// development database stays usable.
 async fn bootstrap_admin(store: &Store) -> Result<Option<SecretString>, StartupError> {
     if store.count_principals().await? > 0 {
         return Ok(None);
     }
     let key = ApiKey::generate()?;
+    let grant = |role| NewGrant {
+        role,
+        provider: None,
+        expires_at: None,
+        break_glass: false,
+        reason: None,
+        granted_by: None,
+    };
+    let mut event = AuditEvent::new(EventKind::PrincipalCreated, Outcome::Success);
+    event.resource = Some(format!("principal:{BOOTSTRAP_ADMIN}"));
     store
-        .create_principal(&NewPrincipal {
-            name: BOOTSTRAP_ADMIN,
-            kind: PrincipalKind::Person,
-            roles: &[Role::SecurityAdmin, Role::MappingAdmin],
-            key: &key,
-        })
+        .create_principal(
+            &PrincipalAdmin::operator_console(),
+            &NewPrincipal {
+                name: BOOTSTRAP_ADMIN,
+                kind: PrincipalKind::Person,
+                grants: &[grant(Role::SecurityAdmin), grant(Role::MappingAdmin)],
+                key: Some(NewKey {
+                    key: &key,
+                    expires_at: None,
+                }),
+            },
+            &event,
+        )
         .await?;
     Ok(Some(key.token))
 }
@@ -179,7 +220,11 @@ fn claim_connection_slot(
     let Some(tls) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
         return;
     };
-    let tcp = tls.get_ref().0;
+    let (tcp, session) = tls.get_ref();
+    if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.as_ref());
+        data.insert(PeerCertificate(hex::encode(digest.as_ref())));
+    }
     match tcp
         .peer_addr()
         .ok()

@@ -20,6 +20,12 @@ const HASH_CONTEXT: &[u8] = b"claimgate api key v1\0";
 pub struct KeyId(String);
 
 impl KeyId {
+    /// Parses a key id (16 hex characters, as shown in listings).
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == KEY_ID_LEN * 2 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(text.to_ascii_lowercase()))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

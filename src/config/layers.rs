@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    ClientAuth, DatabaseSettings, HttpSettings, KeySettings, LogFormat, LogSettings,
+    AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, KeySettings, LogFormat, LogSettings,
     MasterKeySource, Profile, Settings, TlsProfile, TlsSettings,
 };
 
@@ -97,6 +97,19 @@ struct RawSettings {
     keys: RawKeys,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    policy_model_file: Option<PathBuf>,
+    policy_file: Option<PathBuf>,
+    max_failures: Option<u32>,
+    failure_window_secs: Option<u64>,
+    person_key_ttl_hours: Option<u64>,
+    break_glass_max_minutes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +142,7 @@ struct RawDatabase {
     allow_sqlite: Option<bool>,
     max_connections: Option<u32>,
     acquire_timeout_secs: Option<u64>,
+    role: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -358,6 +372,50 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             3,
             "database.acquire_timeout_secs",
         )?),
+        role: match raw.database.role {
+            None => "claimgate_api".to_owned(),
+            Some(role) if is_role_name(&role) => role,
+            Some(_) => {
+                return Err(ConfigError::OutOfRange {
+                    path: "database.role",
+                    message: "must be a PostgreSQL role name: a-z, 0-9 and _, starting with a letter or _",
+                });
+            }
+        },
+    };
+    let auth = AuthSettings {
+        policy_model_file: raw
+            .auth
+            .policy_model_file
+            .unwrap_or_else(|| PathBuf::from("policies/model.conf")),
+        policy_file: raw
+            .auth
+            .policy_file
+            .unwrap_or_else(|| PathBuf::from("policies/policy.csv")),
+        max_failures: positive(
+            raw.auth.max_failures.map(u64::from),
+            10,
+            "auth.max_failures",
+        )? as u32,
+        failure_window: Duration::from_secs(positive(
+            raw.auth.failure_window_secs,
+            300,
+            "auth.failure_window_secs",
+        )?),
+        person_key_ttl: Duration::from_secs(
+            3600 * positive(
+                raw.auth.person_key_ttl_hours,
+                12,
+                "auth.person_key_ttl_hours",
+            )?,
+        ),
+        break_glass_max: Duration::from_secs(
+            60 * positive(
+                raw.auth.break_glass_max_minutes,
+                240,
+                "auth.break_glass_max_minutes",
+            )?,
+        ),
     };
 
     let master_key = match secret(
@@ -378,6 +436,7 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         tls,
         database,
         keys: KeySettings { master_key },
+        auth,
         log: LogSettings {
             level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
             format: raw.log.format.unwrap_or(if dev {
@@ -387,6 +446,18 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             }),
         },
     })
+}
+
+/// A role name that is safe without quoting: lowercase ASCII letters, digits and `_`.
+fn is_role_name(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A setting that must be at least 1.

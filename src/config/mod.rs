@@ -79,6 +79,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Key material.
     pub keys: KeySettings,
+    /// Authentication and authorization.
+    pub auth: AuthSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -128,6 +130,26 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
     /// How long to wait for a connection before a request fails (and `/readyz` says not ready).
     pub acquire_timeout: Duration,
+    /// PostgreSQL: the role every serving connection assumes (`SET ROLE`); it must not be a
+    /// superuser, have `BYPASSRLS` or own tables. Default `claimgate_api`.
+    pub role: String,
+}
+
+/// Authentication and authorization.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// The casbin model (`policies/model.conf`).
+    pub policy_model_file: PathBuf,
+    /// The role → permission policy (`policies/policy.csv`).
+    pub policy_file: PathBuf,
+    /// Failed authentications allowed per client address and per key id in a window.
+    pub max_failures: u32,
+    /// The failure-counting window (and the lock-out after the limit).
+    pub failure_window: Duration,
+    /// Lifetime of a person's API key unless one is given (automatic logoff).
+    pub person_key_ttl: Duration,
+    /// Longest break-glass grant.
+    pub break_glass_max: Duration,
 }
 
 /// Where the master key (key-encryption key) comes from.

@@ -14,7 +14,13 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 
-use crate::authz::{ApiKey, KeyId, KeyRecord, Role};
+use time::OffsetDateTime;
+
+use crate::audit::AuditEvent;
+use crate::authz::{
+    Access, ApiKey, KeyId, KeyRecord, Permission, PhiAccess, Principal, PrincipalAdmin,
+    PrincipalKind, ProviderAdmin, Role,
+};
 use crate::config::DatabaseSettings;
 use crate::providers::{Provider, ProviderCode, ProviderName};
 
@@ -52,6 +58,15 @@ pub enum StoreError {
     /// A unique constraint refused the write.
     #[error("already exists")]
     Conflict,
+    /// The principal, key or grant named does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A grant names a provider that does not exist.
+    #[error("unknown provider")]
+    UnknownProvider,
+    /// The capability presented is not for this operation.
+    #[error("not permitted")]
+    NotPermitted,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
@@ -98,35 +113,97 @@ pub enum Readiness {
     SchemaMismatch,
 }
 
-/// A new principal with one API key, as created by the bootstrap and (later) the admin API.
+/// A role to grant.
+#[derive(Debug)]
+pub struct NewGrant<'a> {
+    /// The role.
+    pub role: Role,
+    /// Limited to this provider (`None`: global).
+    pub provider: Option<&'a ProviderCode>,
+    /// When it lapses by itself.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Emergency access.
+    pub break_glass: bool,
+    /// Why (break-glass grants); stored with the grant, never in the audit trail.
+    pub reason: Option<&'a str>,
+    /// Who granted it (`None`: the operator console).
+    pub granted_by: Option<i64>,
+}
+
+/// A key to store.
+#[derive(Debug)]
+pub struct NewKey<'a> {
+    /// The key (only its id and hash are stored).
+    pub key: &'a ApiKey,
+    /// When it stops authenticating.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A new principal with its grants and, optionally, a first key.
 #[derive(Debug)]
 pub struct NewPrincipal<'a> {
     /// Unique name.
     pub name: &'a str,
     /// `person` or `system`.
     pub kind: PrincipalKind,
-    /// Global role grants.
-    pub roles: &'a [Role],
+    /// Role grants.
+    pub grants: &'a [NewGrant<'a>],
     /// Its first API key.
-    pub key: &'a ApiKey,
+    pub key: Option<NewKey<'a>>,
 }
 
-/// What kind of principal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrincipalKind {
-    /// A person.
-    Person,
-    /// A provider's or clearinghouse's system.
-    System,
+/// A principal as administrators see it.
+#[derive(Debug)]
+pub struct PrincipalView {
+    /// The principal and all its grants (expired break-glass grants included).
+    pub principal: Principal,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it was disabled.
+    pub disabled_at: Option<OffsetDateTime>,
+    /// Its keys (ids only).
+    pub keys: Vec<KeyView>,
+    /// SHA-256 fingerprints of its client certificates.
+    pub certificates: Vec<String>,
 }
 
-impl PrincipalKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Person => "person",
-            Self::System => "system",
-        }
-    }
+/// An API key as administrators see it: never the secret or its hash.
+#[derive(Debug)]
+pub struct KeyView {
+    /// The key id.
+    pub key_id: String,
+    /// Issued.
+    pub created_at: OffsetDateTime,
+    /// Expires.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Revoked.
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// One stored claim's identity.
+#[derive(Debug)]
+pub struct ClaimSummary {
+    /// Stored id.
+    pub id: i64,
+    /// The sender's claim id.
+    pub source_claim_id: String,
+    /// When it was stored.
+    pub created_at: OffsetDateTime,
+}
+
+/// One stored audit event.
+#[derive(Debug)]
+pub struct StoredAuditEvent {
+    /// Sequence number.
+    pub seq: i64,
+    /// Event code.
+    pub kind: String,
+    /// Canonical JSON body, byte for byte as hashed.
+    pub body: String,
+    /// Hash of the previous event.
+    pub prev_hash: Vec<u8>,
+    /// This event's hash.
+    pub hash: Vec<u8>,
 }
 
 /// The storage handle: a connection pool for the configured backend.
@@ -174,7 +251,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match self {
             Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Self::Postgres(pool) => postgres::migrate(pool).await,
         };
         result.map_err(|e| StoreError::Migrate {
             target: self.backend_name().into(),
@@ -216,16 +293,27 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: what is wrong with the role serving connections run as (superuser,
+    /// `BYPASSRLS`, table owner, not the configured role), one line each; SQLite: nothing.
+    pub async fn serving_role_problems(&self, role: &str) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Sqlite(_) => Ok(Vec::new()),
+            Self::Postgres(pool) => Ok(postgres::serving_role_problems(pool, role).await?),
+        }
+    }
+
     /// Creates a provider; [`StoreError::Conflict`] if the code is taken.
     pub async fn create_provider(
         &self,
+        _: &ProviderAdmin,
         code: &ProviderCode,
         name: &ProviderName,
+        audit: &AuditEvent,
     ) -> Result<Provider, StoreError> {
         let now = now();
         match self {
-            Self::Sqlite(pool) => sqlite::create_provider(pool, code, name, now).await,
-            Self::Postgres(pool) => postgres::create_provider(pool, code, name, now).await,
+            Self::Sqlite(pool) => sqlite::create_provider(pool, code, name, audit, now).await,
+            Self::Postgres(pool) => postgres::create_provider(pool, code, name, audit, now).await,
         }
     }
 
@@ -253,20 +341,211 @@ impl Store {
         }
     }
 
-    /// Creates a principal, its role grants and its first key in one transaction.
-    pub async fn create_principal(&self, new: &NewPrincipal<'_>) -> Result<i64, StoreError> {
+    /// Creates a principal with its grants and first key, and its audit event, in one
+    /// transaction. [`StoreError::Conflict`] if the name is taken.
+    pub async fn create_principal(
+        &self,
+        _: &PrincipalAdmin,
+        new: &NewPrincipal<'_>,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
         let now = now();
         match self {
-            Self::Sqlite(pool) => sqlite::create_principal(pool, new, now).await,
-            Self::Postgres(pool) => postgres::create_principal(pool, new, now).await,
+            Self::Sqlite(pool) => sqlite::create_principal(pool, new, audit, now).await,
+            Self::Postgres(pool) => postgres::create_principal(pool, new, audit, now).await,
         }
     }
 
-    /// The record of one API key with its principal and roles.
+    /// Grants a role to the principal `name`.
+    pub async fn add_grant(
+        &self,
+        _: &PrincipalAdmin,
+        name: &str,
+        grant: &NewGrant<'_>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::add_grant(pool, name, grant, audit, now).await,
+            Self::Postgres(pool) => postgres::add_grant(pool, name, grant, audit, now).await,
+        }
+    }
+
+    /// Revokes a role (global when `provider` is `None`); [`StoreError::NotFound`] if the
+    /// principal does not hold it.
+    pub async fn revoke_grant(
+        &self,
+        _: &PrincipalAdmin,
+        name: &str,
+        role: Role,
+        provider: Option<&ProviderCode>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => {
+                sqlite::revoke_grant(pool, name, role, provider, audit, now).await
+            }
+            Self::Postgres(pool) => {
+                postgres::revoke_grant(pool, name, role, provider, audit, now).await
+            }
+        }
+    }
+
+    /// Disables a principal: none of its credentials authenticate any more.
+    pub async fn disable_principal(
+        &self,
+        _: &PrincipalAdmin,
+        name: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::disable_principal(pool, name, audit, now).await,
+            Self::Postgres(pool) => postgres::disable_principal(pool, name, audit, now).await,
+        }
+    }
+
+    /// Stores a new key for the principal `name`.
+    pub async fn add_key(
+        &self,
+        _: &PrincipalAdmin,
+        name: &str,
+        key: &NewKey<'_>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::add_key(pool, name, key, audit, now).await,
+            Self::Postgres(pool) => postgres::add_key(pool, name, key, audit, now).await,
+        }
+    }
+
+    /// Revokes a key at once.
+    pub async fn revoke_key(
+        &self,
+        _: &PrincipalAdmin,
+        key_id: &KeyId,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::revoke_key(pool, key_id, audit, now).await,
+            Self::Postgres(pool) => postgres::revoke_key(pool, key_id, audit, now).await,
+        }
+    }
+
+    /// Maps a client certificate's SHA-256 fingerprint (64 lowercase hex) to `name`.
+    pub async fn add_certificate(
+        &self,
+        _: &PrincipalAdmin,
+        name: &str,
+        fingerprint: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => {
+                sqlite::add_certificate(pool, name, fingerprint, audit, now).await
+            }
+            Self::Postgres(pool) => {
+                postgres::add_certificate(pool, name, fingerprint, audit, now).await
+            }
+        }
+    }
+
+    /// The record of one API key with its principal and grants.
     pub async fn api_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         match self {
             Self::Sqlite(pool) => sqlite::api_key(pool, id).await,
             Self::Postgres(pool) => postgres::api_key(pool, id).await,
+        }
+    }
+
+    /// The enabled principal a client certificate fingerprint maps to.
+    pub async fn principal_by_certificate(
+        &self,
+        fingerprint: &str,
+    ) -> Result<Option<Principal>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::principal_by_certificate(pool, fingerprint).await,
+            Self::Postgres(pool) => postgres::principal_by_certificate(pool, fingerprint).await,
+        }
+    }
+
+    /// Every principal, by name.
+    pub async fn list_principals(&self) -> Result<Vec<PrincipalView>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::list_principals(pool).await,
+            Self::Postgres(pool) => postgres::list_principals(pool).await,
+        }
+    }
+
+    /// One principal by name.
+    pub async fn principal(&self, name: &str) -> Result<Option<PrincipalView>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::principal(pool, name).await,
+            Self::Postgres(pool) => postgres::principal(pool, name).await,
+        }
+    }
+
+    /// Grants the caller of `access` (which must be for
+    /// [`Permission::EmergencyAccessRequest`] on a provider) `phi_reader` on that provider
+    /// until `expires_at`.
+    pub async fn grant_break_glass(
+        &self,
+        access: &Access,
+        expires_at: OffsetDateTime,
+        reason: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (Permission::EmergencyAccessRequest, Some(provider)) =
+            (access.permission, &access.provider)
+        else {
+            return Err(StoreError::NotPermitted);
+        };
+        let now = now();
+        let id = access.principal_id;
+        match self {
+            Self::Sqlite(pool) => {
+                sqlite::grant_break_glass(pool, id, provider, expires_at, reason, audit, now).await
+            }
+            Self::Postgres(pool) => {
+                postgres::grant_break_glass(pool, id, provider, expires_at, reason, audit, now)
+                    .await
+            }
+        }
+    }
+
+    /// The provider's stored claims, read under its tenancy (row-level security on
+    /// PostgreSQL); the PHI read is audited in the same transaction.
+    pub async fn list_claims(
+        &self,
+        access: &PhiAccess,
+        audit: &AuditEvent,
+    ) -> Result<Vec<ClaimSummary>, StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::list_claims(pool, &access.provider, audit, now).await,
+            Self::Postgres(pool) => postgres::list_claims(pool, &access.provider, audit, now).await,
+        }
+    }
+
+    /// Appends one audit event on its own.
+    pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
+        let now = now();
+        match self {
+            Self::Sqlite(pool) => sqlite::append_audit(pool, event, now).await,
+            Self::Postgres(pool) => postgres::append_audit(pool, event, now).await,
+        }
+    }
+
+    /// The whole audit trail in sequence order (for verification and tests; the search
+    /// and export API comes with the audit issue).
+    pub async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::audit_events(pool).await,
+            Self::Postgres(pool) => postgres::audit_events(pool).await,
         }
     }
 }
@@ -287,11 +566,6 @@ pub fn redacted(url: &str) -> String {
         }
         Err(_) => "(unparseable database URL)".into(),
     }
-}
-
-/// Turns stored role names into roles, skipping names this build does not know.
-fn roles_from(names: Vec<String>) -> Vec<Role> {
-    names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
 /// The file of a `sqlite:` URL, if `url` is one.

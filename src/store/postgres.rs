@@ -2,19 +2,135 @@
 
 use std::str::FromStr;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseSettings;
 
-/// Connects a pool; fails if the server does not answer within the acquire timeout.
+/// Checks that the server answers, then makes the serving pool: every connection in it
+/// assumes `settings.role` (`SET ROLE`), so requests run as a non-owner role under
+/// row-level security. The pool is lazy because the role exists only once migrations ran.
 pub(super) async fn connect(url: &str, settings: &DatabaseSettings) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name("claimgate");
-    PgPoolOptions::new()
+    let probe = tokio::time::timeout(
+        settings.acquire_timeout,
+        PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    probe.close().await?;
+    let role = settings.role.clone();
+    Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        .connect_with(options)
-        .await
+        .after_connect(move |conn, _| {
+            let role = role.clone();
+            Box::pin(async move {
+                sqlx::query("SELECT set_config('role', $1, false)")
+                    .bind(role)
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_lazy_with(options))
 }
 
-super::queries::portable_queries!(PgPool, sqlx::postgres::PgRow);
+/// Applies migrations on a connection of its own, as the login user (the schema owner),
+/// never as the serving role.
+pub(super) async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    super::POSTGRES_MIGRATIONS.run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// What the serving role may not be, as one line per problem (empty: fine).
+pub(super) async fn serving_role_problems(
+    pool: &PgPool,
+    role: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let (user, superuser, bypass, owns, audit_member): (String, bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT current_user::text, r.rolsuper, r.rolbypassrls, \
+         EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = current_schema() AND t.tableowner = current_user), \
+         pg_has_role(session_user, 'claimgate_audit_writer', 'MEMBER') \
+         AND pg_has_role(session_user, 'claimgate_auditor', 'MEMBER') \
+         FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .fetch_one(pool)
+    .await?;
+    let mut problems = Vec::new();
+    if user != role {
+        problems.push(format!(
+            "database.role: connections run as {user}, not {role}"
+        ));
+    }
+    if superuser {
+        problems.push(format!(
+            "database.role: {user} is a superuser (row-level security would not apply)"
+        ));
+    }
+    if bypass {
+        problems.push(format!("database.role: {user} has BYPASSRLS"));
+    }
+    if owns {
+        problems.push(format!(
+            "database.role: {user} owns tables (owners can switch row-level security off)"
+        ));
+    }
+    if !audit_member {
+        problems
+            .push("database.url: the login user must be a member of claimgate_audit_writer and claimgate_auditor".into());
+    }
+    Ok(problems)
+}
+
+async fn begin_write(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    pool.begin().await
+}
+
+/// A transaction scoped to one provider: row-level security sees only its rows (and none
+/// when the code names no provider).
+async fn begin_tenant(
+    pool: &PgPool,
+    provider: &crate::providers::ProviderCode,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "SELECT set_config('app.provider_id', \
+         coalesce((SELECT id::text FROM providers WHERE code = $1), ''), true)",
+    )
+    .bind(provider.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(tx)
+}
+
+/// A read-only transaction as the auditor role, the only one that may read event bodies.
+async fn begin_audit_read(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL ROLE claimgate_auditor")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Serialises appends (any role may take an advisory lock), then assumes the audit-writer
+/// role for the rest of the transaction.
+async fn lock_audit_chain(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(7235007)")
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("SET LOCAL ROLE claimgate_audit_writer")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+super::queries::portable_queries!(PgPool, sqlx::postgres::PgRow, sqlx::Postgres);

@@ -6,13 +6,17 @@
 
 /// Expands the portable queries for one pool type and its row type.
 macro_rules! portable_queries {
-    ($pool:ty, $row:ty) => {
+    ($pool:ty, $row:ty, $db:ty) => {
         use sqlx::Row as _;
         use time::OffsetDateTime;
 
-        use $crate::authz::{KeyId, KeyRecord, Principal};
+        use $crate::audit::{AuditEvent, GENESIS_HASH, chain_hash};
+        use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
-        use $crate::store::{NewPrincipal, StoreError, roles_from};
+        use $crate::store::{
+            ClaimSummary, KeyView, NewGrant, NewKey, NewPrincipal, PrincipalView,
+            StoreError, StoredAuditEvent,
+        };
 
         pub(super) async fn applied_migrations(pool: &$pool) -> Result<Vec<i64>, sqlx::Error> {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
@@ -35,8 +39,10 @@ macro_rules! portable_queries {
             pool: &$pool,
             code: &ProviderCode,
             name: &ProviderName,
+            audit: &AuditEvent,
             now: OffsetDateTime,
         ) -> Result<Provider, StoreError> {
+            let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
                 "INSERT INTO providers (code, name, created_at) VALUES ($1, $2, $3) \
                  RETURNING code, name, created_at, disabled_at",
@@ -44,8 +50,10 @@ macro_rules! portable_queries {
             .bind(code.as_str())
             .bind(name.as_str())
             .bind(now)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await?;
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
             provider_from(&row)
         }
 
@@ -75,12 +83,77 @@ macro_rules! portable_queries {
             Ok(sqlx::query_scalar("SELECT count(*) FROM principals").fetch_one(pool).await?)
         }
 
+        async fn principal_id(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            name: &str,
+        ) -> Result<i64, StoreError> {
+            sqlx::query_scalar("SELECT id FROM principals WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::NotFound)
+        }
+
+        async fn insert_grant(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            principal_id: i64,
+            grant: &NewGrant<'_>,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let provider_id: Option<i64> = match grant.provider {
+                Some(code) => Some(
+                    sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
+                        .bind(code.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .ok_or(StoreError::UnknownProvider)?,
+                ),
+                None => None,
+            };
+            sqlx::query(
+                "INSERT INTO role_grants (principal_id, role, provider_id, granted_at, granted_by, \
+                 expires_at, break_glass, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(principal_id)
+            .bind(grant.role.as_str())
+            .bind(provider_id)
+            .bind(now)
+            .bind(grant.granted_by)
+            .bind(grant.expires_at)
+            .bind(grant.break_glass)
+            .bind(grant.reason)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_key(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            principal_id: i64,
+            key: &NewKey<'_>,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO api_keys (key_id, principal_id, secret_hash, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(key.key.id.as_str())
+            .bind(principal_id)
+            .bind(&key.key.secret_hash)
+            .bind(now)
+            .bind(key.expires_at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
         pub(super) async fn create_principal(
             pool: &$pool,
             new: &NewPrincipal<'_>,
+            audit: &AuditEvent,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
-            let mut tx = pool.begin().await?;
+            let mut tx = begin_write(pool).await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO principals (name, kind, created_at) VALUES ($1, $2, $3) RETURNING id",
             )
@@ -89,30 +162,182 @@ macro_rules! portable_queries {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            for role in new.roles {
-                sqlx::query("INSERT INTO role_grants (principal_id, role, granted_at) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(role.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            for grant in new.grants {
+                insert_grant(&mut tx, id, grant, now).await?;
             }
-            sqlx::query(
-                "INSERT INTO api_keys (key_id, principal_id, secret_hash, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(new.key.id.as_str())
-            .bind(id)
-            .bind(&new.key.secret_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            if let Some(key) = &new.key {
+                insert_key(&mut tx, id, key, now).await?;
+            }
+            append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
             Ok(id)
         }
 
+        pub(super) async fn add_grant(
+            pool: &$pool,
+            name: &str,
+            grant: &NewGrant<'_>,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let id = principal_id(&mut tx, name).await?;
+            insert_grant(&mut tx, id, grant, now).await?;
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn revoke_grant(
+            pool: &$pool,
+            name: &str,
+            role: Role,
+            provider: Option<&ProviderCode>,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let id = principal_id(&mut tx, name).await?;
+            let done = sqlx::query(
+                "DELETE FROM role_grants WHERE principal_id = $1 AND role = $2 AND \
+                 coalesce(provider_id, 0) = coalesce((SELECT id FROM providers WHERE code = $3), 0) \
+                 AND ($3 IS NOT NULL OR provider_id IS NULL)",
+            )
+            .bind(id)
+            .bind(role.as_str())
+            .bind(provider.map(ProviderCode::as_str))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn disable_principal(
+            pool: &$pool,
+            name: &str,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let done = sqlx::query(
+                "UPDATE principals SET disabled_at = coalesce(disabled_at, $2) WHERE name = $1",
+            )
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn add_key(
+            pool: &$pool,
+            name: &str,
+            key: &NewKey<'_>,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let id = principal_id(&mut tx, name).await?;
+            insert_key(&mut tx, id, key, now).await?;
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn revoke_key(
+            pool: &$pool,
+            key_id: &KeyId,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let done = sqlx::query(
+                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE key_id = $1",
+            )
+            .bind(key_id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn add_certificate(
+            pool: &$pool,
+            name: &str,
+            fingerprint: &str,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let id = principal_id(&mut tx, name).await?;
+            sqlx::query(
+                "INSERT INTO client_certificates (fingerprint, principal_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(fingerprint)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn grants_of(pool: &$pool, principal_id: i64) -> Result<Vec<Grant>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT g.role, p.code, g.expires_at, g.break_glass FROM role_grants g \
+                 LEFT JOIN providers p ON p.id = g.provider_id WHERE g.principal_id = $1 \
+                 ORDER BY g.role, p.code",
+            )
+            .bind(principal_id)
+            .fetch_all(pool)
+            .await?;
+            let mut grants = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let role: String = row.try_get("role")?;
+                let provider: Option<String> = row.try_get("code")?;
+                // A role this build does not know grants nothing.
+                let Ok(role) = role.parse() else { continue };
+                grants.push(Grant {
+                    role,
+                    provider: provider.as_deref().map(ProviderCode::parse).transpose().map_err(
+                        |_| StoreError::Database("stored provider code is invalid".into()),
+                    )?,
+                    expires_at: row.try_get("expires_at")?,
+                    break_glass: row.try_get("break_glass")?,
+                });
+            }
+            Ok(grants)
+        }
+
+        fn principal_from(row: &$row, grants: Vec<Grant>) -> Result<Principal, StoreError> {
+            let kind: String = row.try_get("kind")?;
+            Ok(Principal {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                kind: PrincipalKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Database("stored principal kind is invalid".into()))?,
+                grants,
+            })
+        }
+
         pub(super) async fn api_key(pool: &$pool, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
             let Some(row) = sqlx::query(
-                "SELECT k.secret_hash, k.expires_at, k.revoked_at, p.id, p.name, p.disabled_at \
+                "SELECT k.secret_hash, k.expires_at, k.revoked_at, p.id, p.name, p.kind, p.disabled_at \
                  FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.key_id = $1",
             )
             .bind(id.as_str())
@@ -121,24 +346,224 @@ macro_rules! portable_queries {
             else {
                 return Ok(None);
             };
-            let principal_id: i64 = row.try_get("id")?;
-            let roles: Vec<String> = sqlx::query_scalar(
-                "SELECT role FROM role_grants WHERE principal_id = $1 AND provider_id IS NULL",
-            )
-            .bind(principal_id)
-            .fetch_all(pool)
-            .await?;
+            let grants = grants_of(pool, row.try_get("id")?).await?;
             Ok(Some(KeyRecord {
-                principal: Principal {
-                    id: principal_id,
-                    name: row.try_get("name")?,
-                    roles: roles_from(roles),
-                },
+                principal: principal_from(&row, grants)?,
                 secret_hash: row.try_get("secret_hash")?,
                 expires_at: row.try_get("expires_at")?,
                 revoked: row.try_get::<Option<OffsetDateTime>, _>("revoked_at")?.is_some(),
                 principal_disabled: row.try_get::<Option<OffsetDateTime>, _>("disabled_at")?.is_some(),
             }))
+        }
+
+        pub(super) async fn principal_by_certificate(
+            pool: &$pool,
+            fingerprint: &str,
+        ) -> Result<Option<Principal>, StoreError> {
+            let Some(row) = sqlx::query(
+                "SELECT p.id, p.name, p.kind FROM client_certificates c \
+                 JOIN principals p ON p.id = c.principal_id \
+                 WHERE c.fingerprint = $1 AND p.disabled_at IS NULL",
+            )
+            .bind(fingerprint)
+            .fetch_optional(pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let grants = grants_of(pool, row.try_get("id")?).await?;
+            principal_from(&row, grants).map(Some)
+        }
+
+        pub(super) async fn list_principals(pool: &$pool) -> Result<Vec<PrincipalView>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, name, kind, created_at, disabled_at FROM principals ORDER BY name",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in &rows {
+                out.push(principal_view(pool, row).await?);
+            }
+            Ok(out)
+        }
+
+        pub(super) async fn principal(pool: &$pool, name: &str) -> Result<Option<PrincipalView>, StoreError> {
+            let row = sqlx::query(
+                "SELECT id, name, kind, created_at, disabled_at FROM principals WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+            match row {
+                Some(row) => principal_view(pool, &row).await.map(Some),
+                None => Ok(None),
+            }
+        }
+
+        async fn principal_view(pool: &$pool, row: &$row) -> Result<PrincipalView, StoreError> {
+            let id: i64 = row.try_get("id")?;
+            let grants = grants_of(pool, id).await?;
+            let keys = sqlx::query(
+                "SELECT key_id, created_at, expires_at, revoked_at FROM api_keys \
+                 WHERE principal_id = $1 ORDER BY created_at, key_id",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|k| {
+                Ok(KeyView {
+                    key_id: k.try_get("key_id")?,
+                    created_at: k.try_get("created_at")?,
+                    expires_at: k.try_get("expires_at")?,
+                    revoked_at: k.try_get("revoked_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let certificates = sqlx::query_scalar(
+                "SELECT fingerprint FROM client_certificates WHERE principal_id = $1 ORDER BY fingerprint",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            Ok(PrincipalView {
+                principal: principal_from(row, grants)?,
+                created_at: row.try_get("created_at")?,
+                disabled_at: row.try_get("disabled_at")?,
+                keys,
+                certificates,
+            })
+        }
+
+        /// Appends `event` inside `tx`, under the chain lock, as the next sequence number.
+        /// On PostgreSQL this switches the transaction to the audit-writer role, so it is
+        /// always the transaction's last statement.
+        async fn append_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            event: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<i64, StoreError> {
+            lock_audit_chain(tx).await?;
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let (seq, prev) = match head {
+                Some((seq, hash)) => (seq + 1, hash),
+                None => (1, GENESIS_HASH.to_vec()),
+            };
+            let body = event.canonical(seq, now);
+            let hash = chain_hash(&prev, &body);
+            let body_text = String::from_utf8(body)
+                .map_err(|_| StoreError::Database("audit body is not UTF-8".into()))?;
+            sqlx::query(
+                "INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+                .bind(seq)
+                .bind(now)
+                .bind(event.kind.code())
+                .bind(body_text)
+                .bind(prev)
+                .bind(hash)
+                .execute(&mut **tx)
+                .await?;
+            Ok(seq)
+        }
+
+        pub(super) async fn append_audit(
+            pool: &$pool,
+            event: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<i64, StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let seq = append_in(&mut tx, event, now).await?;
+            tx.commit().await?;
+            Ok(seq)
+        }
+
+        pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
+            let mut tx = begin_audit_read(pool).await?;
+            let rows = sqlx::query(
+                "SELECT seq, kind, body, prev_hash, hash FROM audit_events ORDER BY seq",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredAuditEvent {
+                        seq: r.try_get("seq")?,
+                        kind: r.try_get("kind")?,
+                        body: r.try_get("body")?,
+                        prev_hash: r.try_get("prev_hash")?,
+                        hash: r.try_get("hash")?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(super) async fn grant_break_glass(
+            pool: &$pool,
+            principal_id: i64,
+            provider: &ProviderCode,
+            expires_at: OffsetDateTime,
+            reason: &str,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            insert_grant(
+                &mut tx,
+                principal_id,
+                &NewGrant {
+                    role: Role::PhiReader,
+                    provider: Some(provider),
+                    expires_at: Some(expires_at),
+                    break_glass: true,
+                    reason: Some(reason),
+                    granted_by: Some(principal_id),
+                },
+                now,
+            )
+            .await?;
+            append_in(&mut tx, audit, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn list_claims(
+            pool: &$pool,
+            provider: &ProviderCode,
+            audit: &AuditEvent,
+            now: OffsetDateTime,
+        ) -> Result<Vec<ClaimSummary>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            // Row-level security scopes this to the provider on PostgreSQL; the WHERE
+            // clause does so on SQLite, which has none.
+            let rows = sqlx::query(
+                "SELECT c.id, c.source_claim_id, c.created_at FROM claims c \
+                 JOIN providers p ON p.id = c.provider_id WHERE p.code = $1 ORDER BY c.id",
+            )
+            .bind(provider.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let claims = rows
+                .iter()
+                .map(|r| {
+                    Ok(ClaimSummary {
+                        id: r.try_get("id")?,
+                        source_claim_id: r.try_get("source_claim_id")?,
+                        created_at: r.try_get("created_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut event = audit.clone();
+            event.records = Some(claims.len() as u64);
+            append_in(&mut tx, &event, now).await?;
+            tx.commit().await?;
+            Ok(claims)
         }
     };
 }

@@ -44,4 +44,35 @@ pub(super) async fn connect(
         .map_err(|e| fail(super::describe(&e)))
 }
 
-super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow);
+/// A write transaction. `BEGIN IMMEDIATE` takes the write lock at once, so two writers
+/// queue on the busy timeout instead of failing when a read would upgrade to a write.
+async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
+
+/// SQLite has no row-level security: tenancy is the queries' `WHERE` clauses, checked by
+/// the application's capabilities. The transaction writes (the audit event).
+async fn begin_tenant(
+    pool: &SqlitePool,
+    _provider: &crate::providers::ProviderCode,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    begin_write(pool).await
+}
+
+/// SQLite has no roles: a plain transaction.
+async fn begin_audit_read(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin().await
+}
+
+/// Writers are serialised by `BEGIN IMMEDIATE` already.
+async fn lock_audit_chain(
+    _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> Result<(), sqlx::Error> {
+    Ok(())
+}
+
+super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);

@@ -58,11 +58,15 @@ fn assert_refused(run: &Run, needles: &[&str]) {
 fn config_dir(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let certs = certs();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let config = format!(
-        "data_dir = \"{data}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n",
+        "data_dir = \"{data}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+         [auth]\npolicy_model_file = \"{model}\"\npolicy_file = \"{policy}\"\n",
         data = dir.path().join("data").display(),
         cert = certs.join("server.pem").display(),
         key = certs.join("server.key").display(),
+        model = policies.join("model.conf").display(),
+        policy = policies.join("policy.csv").display(),
     );
     std::fs::write(dir.path().join("claimgate.toml"), config).unwrap();
     dir
@@ -139,6 +143,35 @@ fn a_port_in_use_is_named() {
     assert_refused(
         &claimgate(dir.path(), &["--config", "claimgate.toml", "serve"]),
         &["http.listen", &port.to_string(), "in use"],
+    );
+}
+
+#[test]
+fn a_policy_with_a_mistake_stops_start_up_with_its_line() {
+    let dir = config_dir("");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "# roles\np, security_admin, global, principals, read\np, security_admin, global principals, write\n",
+    )
+    .unwrap();
+    let config = dir.path().join("claimgate.toml");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/policy.csv");
+    edit(
+        &config,
+        &shipped.display().to_string(),
+        &policy.display().to_string(),
+    );
+    for command in ["check-config", "serve"] {
+        assert_refused(
+            &claimgate(dir.path(), &["--config", "claimgate.toml", command]),
+            &["policy.csv:3:", "expected 5 comma-separated fields"],
+        );
+    }
+    std::fs::write(&policy, "p, superuser, global, principals, read\n").unwrap();
+    assert_refused(
+        &claimgate(dir.path(), &["--config", "claimgate.toml", "serve"]),
+        &["policy.csv:1:", "unknown role `superuser`"],
     );
 }
 

@@ -1,9 +1,10 @@
 //! One store test suite, run against SQLite and PostgreSQL.
 
-use claimgate::authz::{ApiKey, ParsedToken, Role};
+use claimgate::audit::{AuditEvent, ChainBreak, EventKind, Outcome, verify_chain};
+use claimgate::authz::{ApiKey, ParsedToken, PrincipalAdmin, PrincipalKind, ProviderAdmin, Role};
 use claimgate::config::Settings;
 use claimgate::providers::{ProviderCode, ProviderName};
-use claimgate::store::{NewPrincipal, PrincipalKind, Readiness, Store, StoreError};
+use claimgate::store::{NewGrant, NewKey, NewPrincipal, Readiness, Store, StoreError};
 use secrecy::ExposeSecret;
 
 use crate::helpers::*;
@@ -72,8 +73,10 @@ async fn migrations_apply_once_and_again_as_a_no_op(store: &Store) {
 async fn providers_round_trip(store: &Store) {
     let code = |c: &str| ProviderCode::parse(c).unwrap();
     let name = |n: &str| ProviderName::parse(n).unwrap();
+    let admin = ProviderAdmin::operator_console();
+    let made = event(EventKind::ProviderCreated);
     let created = store
-        .create_provider(&code("zeta"), &name("Zeta Health"))
+        .create_provider(&admin, &code("zeta"), &name("Zeta Health"), &made)
         .await
         .unwrap();
     assert_eq!(
@@ -85,11 +88,13 @@ async fn providers_round_trip(store: &Store) {
         ("zeta", "Zeta Health", false)
     );
     store
-        .create_provider(&code("acme"), &name("Acme"))
+        .create_provider(&admin, &code("acme"), &name("Acme"), &made)
         .await
         .unwrap();
     assert!(matches!(
-        store.create_provider(&code("acme"), &name("Again")).await,
+        store
+            .create_provider(&admin, &code("acme"), &name("Again"), &made)
+            .await,
         Err(StoreError::Conflict)
     ));
     let listed: Vec<String> = store
@@ -105,34 +110,87 @@ async fn providers_round_trip(store: &Store) {
     assert!(store.provider(&code("nobody")).await.unwrap().is_none());
 }
 
+fn grant(role: Role, provider: Option<&ProviderCode>) -> NewGrant<'_> {
+    NewGrant {
+        role,
+        provider,
+        expires_at: None,
+        break_glass: false,
+        reason: None,
+        granted_by: None,
+    }
+}
+
+fn event(kind: EventKind) -> AuditEvent {
+    AuditEvent::new(kind, Outcome::Success)
+}
+
 async fn principals_and_api_keys(store: &Store) {
+    let admin = PrincipalAdmin::operator_console();
+    let acme = ProviderCode::parse("acme").unwrap();
+    store
+        .create_provider(
+            &ProviderAdmin::operator_console(),
+            &acme,
+            &ProviderName::parse("Acme").unwrap(),
+            &event(EventKind::ProviderCreated),
+        )
+        .await
+        .unwrap();
     assert_eq!(store.count_principals().await.unwrap(), 0);
     let key = ApiKey::generate().unwrap();
+    let grants = [
+        grant(Role::MappingAdmin, None),
+        grant(Role::PhiReader, Some(&acme)),
+    ];
     let new = NewPrincipal {
         name: "ops",
         kind: PrincipalKind::Person,
-        roles: &[Role::MappingAdmin, Role::PhiReader],
-        key: &key,
+        grants: &grants,
+        key: Some(NewKey {
+            key: &key,
+            expires_at: None,
+        }),
     };
-    store.create_principal(&new).await.unwrap();
+    store
+        .create_principal(&admin, &new, &event(EventKind::PrincipalCreated))
+        .await
+        .unwrap();
     assert_eq!(store.count_principals().await.unwrap(), 1);
     let record = store.api_key(&key.id).await.unwrap().unwrap();
     assert_eq!(record.principal.name, "ops");
-    let mut roles = record.principal.roles.clone();
-    roles.sort_by_key(|r| r.as_str());
-    assert_eq!(roles, [Role::MappingAdmin, Role::PhiReader]);
+    let held: Vec<(Role, Option<String>)> = record
+        .principal
+        .grants
+        .iter()
+        .map(|g| (g.role, g.provider.as_ref().map(|p| p.to_string())))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (Role::MappingAdmin, None),
+            (Role::PhiReader, Some("acme".to_owned()))
+        ]
+    );
     let token = ParsedToken::parse(key.token.expose_secret()).unwrap();
     assert!(record.authenticates(&token, time::OffsetDateTime::now_utc()));
-    // The same name again is refused, and nothing of the failed attempt remains.
+
+    // The same name again is refused, and nothing of the failed attempt remains: not
+    // its key, and not its audit event.
     let other = ApiKey::generate().unwrap();
     let again = NewPrincipal {
         name: "ops",
         kind: PrincipalKind::System,
-        roles: &[],
-        key: &other,
+        grants: &[],
+        key: Some(NewKey {
+            key: &other,
+            expires_at: None,
+        }),
     };
     assert!(matches!(
-        store.create_principal(&again).await,
+        store
+            .create_principal(&admin, &again, &event(EventKind::PrincipalCreated))
+            .await,
         Err(StoreError::Conflict)
     ));
     assert!(
@@ -140,4 +198,121 @@ async fn principals_and_api_keys(store: &Store) {
         "the transaction rolled back"
     );
     assert_eq!(store.count_principals().await.unwrap(), 1);
+
+    // Grants: a provider that does not exist, a duplicate, a revoke of what is not held.
+    let nowhere = ProviderCode::parse("nowhere").unwrap();
+    assert!(matches!(
+        store
+            .add_grant(
+                &admin,
+                "ops",
+                &grant(Role::Analyst, Some(&nowhere)),
+                &event(EventKind::RoleGranted)
+            )
+            .await,
+        Err(StoreError::UnknownProvider)
+    ));
+    assert!(matches!(
+        store
+            .add_grant(
+                &admin,
+                "ops",
+                &grant(Role::MappingAdmin, None),
+                &event(EventKind::RoleGranted)
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store
+            .add_grant(
+                &admin,
+                "nobody",
+                &grant(Role::Analyst, None),
+                &event(EventKind::RoleGranted)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .revoke_grant(
+            &admin,
+            "ops",
+            Role::PhiReader,
+            Some(&acme),
+            &event(EventKind::RoleRevoked),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .revoke_grant(
+                &admin,
+                "ops",
+                Role::PhiReader,
+                None,
+                &event(EventKind::RoleRevoked)
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let view = store.principal("ops").await.unwrap().unwrap();
+    assert_eq!(view.principal.grants.len(), 1);
+    assert_eq!(view.keys.len(), 1);
+
+    // Certificates, key revocation and disabling.
+    let fingerprint = "ab".repeat(32);
+    store
+        .add_certificate(
+            &admin,
+            "ops",
+            &fingerprint,
+            &event(EventKind::CertificateMapped),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .principal_by_certificate(&fingerprint)
+            .await
+            .unwrap()
+            .map(|p| p.name),
+        Some("ops".to_owned())
+    );
+    store
+        .revoke_key(&admin, &key.id, &event(EventKind::KeyRevoked))
+        .await
+        .unwrap();
+    assert!(store.api_key(&key.id).await.unwrap().unwrap().revoked);
+    store
+        .disable_principal(&admin, "ops", &event(EventKind::PrincipalDisabled))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .principal_by_certificate(&fingerprint)
+            .await
+            .unwrap()
+            .is_none(),
+        "a disabled principal's certificate no longer maps"
+    );
+
+    // Every successful write left exactly one event, and the chain verifies.
+    let trail = store.audit_events().await.unwrap();
+    let kinds: Vec<&str> = trail.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "provider.created",
+            "principal.created",
+            "grant.revoked",
+            "certificate.mapped",
+            "key.revoked",
+            "principal.disabled"
+        ]
+    );
+    assert_eq!(verify_chain(&trail), Ok(6));
+    let mut tampered = trail;
+    tampered[2].body = tampered[2].body.replace("grant.revoked", "grant.added");
+    assert_eq!(verify_chain(&tampered), Err(ChainBreak { seq: 3 }));
 }

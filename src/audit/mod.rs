@@ -1,0 +1,224 @@
+//! The audit trail's event model and hash chain: one closed set of event kinds with stable
+//! codes, one canonical encoding, one chain.
+//!
+//! An event holds ids, codes and counts, never PHI and never free text a caller typed
+//! (a break-glass reason is stored with its grant, not here). Each stored event carries
+//! `prev_hash` (the previous event's hash; 32 zero bytes for the first) and
+//! `hash = SHA-256(prev_hash || canonical body)`, so changing or removing any event breaks
+//! every later hash. The store appends events under a lock, in the transaction of the
+//! action they record where that action is a database write.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::authz::Role;
+
+/// Version of the canonical encoding; part of every body.
+pub const ENCODING_VERSION: u32 = 1;
+
+/// The hash that precedes the first event.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// What happened. Codes are stable: a new meaning gets a new code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum EventKind {
+    /// A credential was refused (or the caller was rate limited).
+    #[serde(rename = "auth.failure")]
+    AuthFailure,
+    /// An authenticated caller was refused a permission.
+    #[serde(rename = "authz.denied")]
+    PermissionDenied,
+    /// A provider tenant was created.
+    #[serde(rename = "provider.created")]
+    ProviderCreated,
+    /// A principal was created.
+    #[serde(rename = "principal.created")]
+    PrincipalCreated,
+    /// A principal was disabled.
+    #[serde(rename = "principal.disabled")]
+    PrincipalDisabled,
+    /// A role was granted.
+    #[serde(rename = "grant.added")]
+    RoleGranted,
+    /// A role was revoked.
+    #[serde(rename = "grant.revoked")]
+    RoleRevoked,
+    /// An API key was issued.
+    #[serde(rename = "key.created")]
+    KeyCreated,
+    /// An API key was revoked.
+    #[serde(rename = "key.revoked")]
+    KeyRevoked,
+    /// A client certificate was mapped to a principal.
+    #[serde(rename = "certificate.mapped")]
+    CertificateMapped,
+    /// Emergency access was granted.
+    #[serde(rename = "breakglass.granted")]
+    BreakGlassGranted,
+    /// Identified claims were read.
+    #[serde(rename = "phi.read")]
+    PhiRead,
+}
+
+impl EventKind {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AuthFailure => "auth.failure",
+            Self::PermissionDenied => "authz.denied",
+            Self::ProviderCreated => "provider.created",
+            Self::PrincipalCreated => "principal.created",
+            Self::PrincipalDisabled => "principal.disabled",
+            Self::RoleGranted => "grant.added",
+            Self::RoleRevoked => "grant.revoked",
+            Self::KeyCreated => "key.created",
+            Self::KeyRevoked => "key.revoked",
+            Self::CertificateMapped => "certificate.mapped",
+            Self::BreakGlassGranted => "breakglass.granted",
+            Self::PhiRead => "phi.read",
+        }
+    }
+}
+
+/// How it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done.
+    Success,
+    /// Refused: bad credential, missing permission, or invalid request.
+    Denied,
+}
+
+/// One event, before it is sequenced and chained.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// What happened (written first by [`AuditEvent::canonical`]).
+    #[serde(skip)]
+    pub kind: EventKind,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The acting principal's id (`None`: unauthenticated, or the operator console).
+    pub actor: Option<i64>,
+    /// The role that allowed the action.
+    pub role: Option<Role>,
+    /// The provider tenant concerned, by code.
+    pub provider: Option<String>,
+    /// What was acted on: `principal:<name>`, `key:<key id>`, `grant:<role>`, …
+    pub resource: Option<String>,
+    /// The request's id (`x-request-id`).
+    pub request_id: Option<String>,
+    /// The client's address.
+    pub client: Option<IpAddr>,
+    /// Records touched.
+    pub records: Option<u64>,
+    /// Whether PHI was read or written.
+    pub phi: bool,
+    /// Allowed by a break-glass grant: flagged for review.
+    pub break_glass: bool,
+    /// A stable reason code (for refusals), never free text.
+    pub reason: Option<&'static str>,
+}
+
+impl AuditEvent {
+    /// An event of `kind` with `outcome` and nothing else filled in.
+    pub fn new(kind: EventKind, outcome: Outcome) -> Self {
+        Self {
+            kind,
+            outcome,
+            actor: None,
+            role: None,
+            provider: None,
+            resource: None,
+            request_id: None,
+            client: None,
+            records: None,
+            phi: false,
+            break_glass: false,
+            reason: None,
+        }
+    }
+
+    /// The canonical body of this event as event `seq` at `at`: JSON with a fixed field
+    /// order, which is what the hash covers.
+    pub fn canonical(&self, seq: i64, at: OffsetDateTime) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            v: u32,
+            seq: i64,
+            ts: String,
+            kind: EventKind,
+            review: bool,
+            #[serde(flatten)]
+            event: &'a AuditEvent,
+        }
+        serde_json::to_vec(&Body {
+            v: ENCODING_VERSION,
+            seq,
+            ts: at.format(&Rfc3339).unwrap_or_default(),
+            kind: self.kind,
+            review: self.break_glass,
+            event: self,
+        })
+        .unwrap_or_default()
+    }
+}
+
+/// `SHA-256(prev_hash || body)`.
+pub fn chain_hash(prev_hash: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(prev_hash);
+    ctx.update(body);
+    ctx.finish().as_ref().to_vec()
+}
+
+/// Where a stored chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the audit chain is broken at sequence number {seq}")]
+pub struct ChainBreak {
+    /// The first event that does not verify.
+    pub seq: i64,
+}
+
+/// Checks a whole stored trail: sequence numbers 1, 2, 3…, each `prev_hash` the previous
+/// event's hash, each hash recomputed from its body. Returns the number of events.
+pub fn verify_chain(events: &[crate::store::StoredAuditEvent]) -> Result<usize, ChainBreak> {
+    let mut prev: &[u8] = &GENESIS_HASH;
+    for (index, event) in events.iter().enumerate() {
+        let expected_seq = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+        let ok = event.seq == expected_seq
+            && event.prev_hash == prev
+            && chain_hash(prev, event.body.as_bytes()) == event.hash;
+        if !ok {
+            return Err(ChainBreak { seq: event.seq });
+        }
+        prev = &event.hash;
+    }
+    Ok(events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_canonical_and_the_hash_chains() {
+        let mut event = AuditEvent::new(EventKind::PhiRead, Outcome::Success);
+        event.actor = Some(7);
+        event.break_glass = true;
+        let at = time::macros::datetime!(2026-11-27 12:00 UTC);
+        let body = String::from_utf8(event.canonical(3, at)).unwrap_or_default();
+        assert!(
+            body.starts_with(
+                r#"{"v":1,"seq":3,"ts":"2026-11-27T12:00:00Z","kind":"phi.read","review":true,"#
+            ),
+            "{body}"
+        );
+        let first = chain_hash(&GENESIS_HASH, body.as_bytes());
+        assert_eq!(first.len(), 32);
+        assert_ne!(chain_hash(&first, body.as_bytes()), first);
+    }
+}
