@@ -251,7 +251,7 @@ mod tests {
                 1,
                 "unknown permission",
             ),
-            ("g, alice, analyst\n", 1, "rows start with `p`"),
+            ("g, alice, analyst, tenant, x\n", 1, "rows start with `p`"),
             (
                 "p, analyst, tenant, claims, read_deidentified\np, analyst, tenant, claims, read_deidentified\n",
                 2,
