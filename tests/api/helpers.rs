@@ -149,6 +149,15 @@ pub fn test_settings(
     if let Some(url) = database_url {
         env.push(("CLAIMGATE_DATABASE__URL".into(), url.to_owned()));
     }
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    env.push((
+        "CLAIMGATE_AUTH__POLICY_MODEL_FILE".into(),
+        policies.join("model.conf").display().to_string(),
+    ));
+    env.push((
+        "CLAIMGATE_AUTH__POLICY_FILE".into(),
+        policies.join("policy.csv").display().to_string(),
+    ));
     env.extend(
         extra_env
             .iter()
@@ -235,6 +244,80 @@ impl TestApp {
             self.admin_key,
             body.len()
         )
+    }
+}
+
+impl TestApp {
+    /// A request with `token` as bearer credential (none when empty) and a JSON body
+    /// (none when empty).
+    pub async fn call(&self, token: &str, method: &str, path: &str, body: &str) -> Response {
+        let auth = if token.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: Bearer {token}\r\n")
+        };
+        let content = if body.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+        );
+        self.send(&request).await
+    }
+
+    /// Creates a principal through the API as the bootstrap admin; returns its token.
+    pub async fn principal(&self, name: &str, kind: &str, grants: serde_json::Value) -> String {
+        let body = serde_json::json!({ "name": name, "kind": kind, "grants": grants });
+        let response = self
+            .call(
+                &self.admin_key,
+                "POST",
+                "/v1/admin/principals",
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(response.status, 201, "{response:?}");
+        response.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a provider through the API as the bootstrap admin.
+    pub async fn provider(&self, code: &str) {
+        let body = serde_json::json!({ "code": code, "name": code.to_uppercase() });
+        let response = self
+            .call(
+                &self.admin_key,
+                "POST",
+                "/v1/admin/providers",
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(response.status, 201, "{response:?}");
+    }
+
+    /// Runs SQL on the app's own database, as the login user (not the serving role).
+    pub async fn sql(&self, sql: &str) {
+        let url = self.settings.database.url.expose_secret().to_owned();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+
+    /// The app's audit trail, read through a store of its own.
+    pub async fn audit(&self) -> Vec<claimgate::store::StoredAuditEvent> {
+        let store = claimgate::store::Store::connect(&self.settings.database)
+            .await
+            .unwrap();
+        store.audit_events().await.unwrap()
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod helpers;
 
+mod access;
 mod config;
 mod http;
 mod postgres_roles;

@@ -147,6 +147,39 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
         Ok(0),
         "unscoped sees nothing"
     );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            api,
+            Some(1),
+            "UPDATE claims SET superseded_at = now() WHERE provider_id = 2 RETURNING id"
+        )
+        .await,
+        Ok(0),
+        "another provider's row cannot be updated"
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            api,
+            Some(1),
+            "UPDATE claims SET superseded_at = now() RETURNING id"
+        )
+        .await,
+        Ok(1),
+        "without a WHERE clause, only the provider's own row"
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            api,
+            Some(1),
+            "UPDATE claims SET provider_id = 2 RETURNING id"
+        )
+        .await,
+        Err(DENIED.into()),
+        "no other column may change"
+    );
     assert_eq!(as_role(&mut conn, api, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'x', '\\x00')").await, Err(DENIED.into()));
     assert_eq!(
         as_role(&mut conn, api, None, "SELECT * FROM audit_events").await,
