@@ -14,17 +14,12 @@ use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::audit::EventKind;
-use crate::authz::{ApiKey, Grant, KeyId, Permission, PrincipalAdmin, PrincipalKind, Role, Target};
+use crate::authz::{
+    ApiKey, Grant, KeyId, Permission, PrincipalAdmin, PrincipalKind, Role, Target,
+    valid_principal_name,
+};
 use crate::providers::ProviderCode;
 use crate::store::{NewGrant, NewKey, NewPrincipal, PrincipalView};
-
-/// A principal's name: 1–64 characters of `a-z`, `0-9`, `.`, `_`, `@` and `-`.
-fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'@' | b'-')
-        })
-}
 
 fn time_text(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
@@ -236,7 +231,7 @@ pub async fn create(
         .await?;
     let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
     let body: CreatePrincipal = super::parse_json(&req, &body.0)?;
-    if !valid_name(&body.name) {
+    if !valid_principal_name(&body.name) {
         return Err(ApiError::InvalidField {
             field: "name",
             code: "invalid_principal_name",

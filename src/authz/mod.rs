@@ -234,6 +234,15 @@ impl Permission {
     }
 }
 
+/// Whether `name` is a valid principal name: 1–64 characters of `a-z`, `0-9`, `.`, `_`,
+/// `@` and `-`.
+pub fn valid_principal_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'@' | b'-')
+        })
+}
+
 /// One role held by a principal.
 #[derive(Debug, Clone)]
 pub struct Grant {

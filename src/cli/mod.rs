@@ -1,5 +1,8 @@
-//! The command line: `serve`, `check-config` and `dev-certs`. This is an edge of the
-//! program, so errors are `anyhow` here; `main` prints them as one line.
+//! The command line: `serve`, `check-config`, `dev-certs`, `mapping …` and
+//! `principals …`. This is an edge of the program, so errors are `anyhow` here; `main`
+//! prints them as one line.
+
+mod principals;
 
 use std::path::PathBuf;
 
@@ -50,6 +53,13 @@ pub enum Command {
         /// What to do with a mapping.
         #[command(subcommand)]
         command: MappingCommand,
+    },
+    /// Manage principals and their roles directly in the database (bootstrapping the
+    /// first admin without the API). Every change is audited.
+    Principals {
+        /// What to do.
+        #[command(subcommand)]
+        command: principals::PrincipalsCommand,
     },
 }
 
@@ -114,6 +124,9 @@ pub fn run() -> anyhow::Result<()> {
                 },
         } => preview_command(&mapping, &input, json),
         Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
+        Command::Principals { command } => {
+            runtime()?.block_on(principals::run(load(cli.config)?, command))
+        }
     }
 }
 
