@@ -223,6 +223,7 @@ async fn every_bad_credential_gets_the_same_401_and_an_audit_reason() {
     let unknown = format!("cgk_{}_{}", "ab".repeat(8), "cd".repeat(32));
     let wrong_secret = format!("{}{}", &live[..21], "ef".repeat(32));
     let oversized = format!("cgk_{}", "a".repeat(4000));
+    let huge = "a".repeat(64 * 1024);
     let mut bodies = Vec::new();
     for token in [
         unknown.as_str(),
@@ -232,6 +233,7 @@ async fn every_bad_credential_gets_the_same_401_and_an_audit_reason() {
         revoked.as_str(),
         disabled.as_str(),
         oversized.as_str(),
+        huge.as_str(),
     ] {
         let response = app.call(token, "GET", "/v1/whoami", "").await;
         assert_eq!(response.status, 401, "{token:.30}: {response:?}");
@@ -247,6 +249,12 @@ async fn every_bad_credential_gets_the_same_401_and_an_audit_reason() {
         bodies.windows(2).all(|w| w[0] == w[1]),
         "identical bodies: {bodies:#?}"
     );
+
+    // A header far beyond any credential is refused by the HTTP layer, still with a 4xx.
+    let huge = app
+        .call(&"a".repeat(64 * 1024), "GET", "/v1/whoami", "")
+        .await;
+    assert!((400..500).contains(&huge.status), "{}", huge.status);
 
     let reasons: Vec<String> = app
         .audit()
@@ -269,6 +277,7 @@ async fn every_bad_credential_gets_the_same_401_and_an_audit_reason() {
             "expired_key",
             "revoked_key",
             "disabled_principal",
+            "malformed_credential",
             "malformed_credential",
             "malformed_credential"
         ]
