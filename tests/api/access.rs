@@ -250,12 +250,6 @@ async fn every_bad_credential_gets_the_same_401_and_an_audit_reason() {
         "identical bodies: {bodies:#?}"
     );
 
-    // A header far beyond any credential is refused by the HTTP layer, still with a 4xx.
-    let huge = app
-        .call(&"a".repeat(64 * 1024), "GET", "/v1/whoami", "")
-        .await;
-    assert!((400..500).contains(&huge.status), "{}", huge.status);
-
     let reasons: Vec<String> = app
         .audit()
         .await
