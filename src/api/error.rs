@@ -77,6 +77,9 @@ pub enum ApiError {
         /// A stable reason code.
         reason: &'static str,
     },
+    /// The audit trail could not record the action, so it was refused (fail closed).
+    #[error("the audit trail is unavailable; the action was not performed")]
+    AuditUnavailable,
     /// Anything unexpected; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -118,6 +121,7 @@ impl ApiError {
             Self::Conflict => "conflict",
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -196,7 +200,9 @@ impl ResponseError for ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
-            Self::TooManyConnections | Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyConnections | Self::NotReady { .. } | Self::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -243,6 +249,7 @@ impl From<crate::store::StoreError> for ApiError {
                 code: "unknown_provider",
             },
             StoreError::NotPermitted => Self::Forbidden,
+            StoreError::AuditUnavailable => Self::AuditUnavailable,
             other => Self::internal(other),
         }
     }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub store: Store,
     /// The role → permission policy.
     pub policy: Arc<Policy>,
+    /// Signs export manifests; its public key verifies checkpoints.
+    pub signing_key: Arc<crate::crypto::SigningKey>,
     /// Failed-authentication counts.
     pub failures: FailureLimiter,
     /// How long `/readyz` waits for the database.

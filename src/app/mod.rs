@@ -19,12 +19,13 @@ use crate::api::{self, AppState, guard};
 use std::sync::Arc;
 
 use crate::api::auth::PeerCertificate;
+use crate::audit::Journal;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{
     ApiKey, FailureLimiter, Policy, PolicyError, PrincipalAdmin, PrincipalKind, Role,
 };
 use crate::config::{Profile, Settings, production_problems};
-use crate::crypto::{KeyError, MasterKey};
+use crate::crypto::{KeyError, MasterKey, SigningKey};
 use crate::store::{NewGrant, NewKey, NewPrincipal, Store, StoreError};
 use conn_limit::{ConnectionLimiter, OverConnectionLimit};
 
@@ -50,6 +51,9 @@ pub enum StartupError {
     /// The access-control policy.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The audit journal directory.
+    #[error(transparent)]
+    Journal(#[from] crate::audit::journal::JournalError),
     /// The database role serving requests could bypass row-level security.
     #[error("refusing to start: the database role is unsafe:\n{}", .0.join("\n"))]
     UnsafeDatabaseRole(Vec<String>),
@@ -72,6 +76,9 @@ pub struct Application {
     https_addr: SocketAddr,
     bootstrap_credential: Option<SecretString>,
     master_key_fingerprint: String,
+    store: Store,
+    signing_key: Arc<SigningKey>,
+    checkpoints: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -83,9 +90,16 @@ impl Application {
         }
         let tls_config = tls::server_config(&settings.tls)?;
         let master_key = MasterKey::load(&settings.keys.master_key, settings.profile)?;
+        let signing_key = Arc::new(SigningKey::load(
+            &settings.keys.audit_signing_key,
+            settings.profile,
+        )?);
+        let journal = Journal::open(&settings.audit.dir)?;
         let policy =
             Policy::load(&settings.auth.policy_model_file, &settings.auth.policy_file).await?;
-        let store = Store::connect(&settings.database).await?;
+        let store = Store::connect(&settings.database)
+            .await?
+            .with_journal(journal);
         store.migrate().await?;
         let role_problems = store.serving_role_problems(&settings.database.role).await?;
         if !role_problems.is_empty() {
@@ -96,6 +110,23 @@ impl Application {
         } else {
             None
         };
+
+        let mut started = AuditEvent::new(EventKind::ServerStarted, Outcome::Success);
+        started.resource = Some(format!(
+            "profile:{:?}/tls:{:?}/client_auth:{:?}/master_key:{}/audit_key:{}",
+            settings.profile,
+            settings.tls.profile,
+            settings.tls.client_auth,
+            master_key.fingerprint(),
+            signing_key.fingerprint()
+        ));
+        store.append_audit(&started).await?;
+        store.checkpoint(&signing_key).await?;
+        let checkpoints = spawn_checkpoints(
+            store.clone(),
+            signing_key.clone(),
+            settings.audit.checkpoint_interval,
+        );
 
         let listener = std::net::TcpListener::bind(settings.http.listen).map_err(|source| {
             StartupError::Bind {
@@ -109,7 +140,8 @@ impl Application {
         })?;
 
         let state = web::Data::new(AppState {
-            store,
+            store: store.clone(),
+            signing_key: signing_key.clone(),
             policy: Arc::new(policy),
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
             readiness_timeout: settings.database.acquire_timeout,
@@ -145,6 +177,9 @@ impl Application {
             https_addr,
             bootstrap_credential,
             master_key_fingerprint: master_key.fingerprint(),
+            store,
+            signing_key,
+            checkpoints,
         })
     }
 
@@ -168,10 +203,38 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped through [`Self::handle`].
+    /// Serves until stopped through [`Self::handle`]; then records the stop and signs a
+    /// last checkpoint of the audit chain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.checkpoints.abort();
+        let stopped = AuditEvent::new(EventKind::ServerStopped, Outcome::Success);
+        if let Err(e) = self.store.append_audit(&stopped).await {
+            tracing::error!(error = %e, "could not record the server stop");
+        }
+        if let Err(e) = self.store.checkpoint(&self.signing_key).await {
+            tracing::error!(error = %e, "could not sign the last audit checkpoint");
+        }
+        served
     }
+}
+
+/// Signs the audit chain head every `interval` (when it moved).
+fn spawn_checkpoints(
+    store: Store,
+    key: Arc<SigningKey>,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Err(e) = store.checkpoint(&key).await {
+                tracing::error!(error = %e, "could not sign an audit checkpoint");
+            }
+        }
+    })
 }
 
 /// Creates the bootstrap admin (`security_admin` and `mapping_admin`) with a fresh API

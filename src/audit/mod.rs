@@ -8,13 +8,45 @@
 //! every later hash. The store appends events under a lock, in the transaction of the
 //! action they record where that action is a database write.
 
+pub mod journal;
+
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::authz::Role;
+
+pub use journal::{Appended, Journal};
+
+/// Where audit times come from: the system clock, or (in tests) any other.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> OffsetDateTime + Send + Sync>);
+
+impl Clock {
+    /// The system clock, UTC.
+    pub fn system() -> Self {
+        Self(Arc::new(OffsetDateTime::now_utc))
+    }
+
+    /// A clock that reads `f`.
+    pub fn from_fn(f: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    /// The time now.
+    pub fn now(&self) -> OffsetDateTime {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
 
 /// Version of the canonical encoding; part of every body.
 pub const ENCODING_VERSION: u32 = 1;
@@ -61,6 +93,18 @@ pub enum EventKind {
     /// Identified claims were read.
     #[serde(rename = "phi.read")]
     PhiRead,
+    /// The gateway loaded its settings and started serving.
+    #[serde(rename = "server.started")]
+    ServerStarted,
+    /// The gateway stopped.
+    #[serde(rename = "server.stopped")]
+    ServerStopped,
+    /// The audit trail was searched or verified.
+    #[serde(rename = "audit.read")]
+    AuditRead,
+    /// The audit trail was exported.
+    #[serde(rename = "audit.exported")]
+    AuditExported,
 }
 
 impl EventKind {
@@ -79,6 +123,10 @@ impl EventKind {
             Self::CertificateMapped => "certificate.mapped",
             Self::BreakGlassGranted => "breakglass.granted",
             Self::PhiRead => "phi.read",
+            Self::ServerStarted => "server.started",
+            Self::ServerStopped => "server.stopped",
+            Self::AuditRead => "audit.read",
+            Self::AuditExported => "audit.exported",
         }
     }
 }
@@ -175,29 +223,139 @@ pub fn chain_hash(prev_hash: &[u8], body: &[u8]) -> Vec<u8> {
     ctx.finish().as_ref().to_vec()
 }
 
-/// Where a stored chain is broken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the audit chain is broken at sequence number {seq}")]
-pub struct ChainBreak {
-    /// The first event that does not verify.
+/// A signed statement of the chain head: "event `seq` has hash `hash`".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The head's sequence number.
     pub seq: i64,
+    /// The head's hash.
+    pub hash: Vec<u8>,
+    /// When it was signed.
+    pub signed_at: OffsetDateTime,
+    /// The Ed25519 public key that signed it.
+    pub public_key: Vec<u8>,
+    /// The signature of [`Checkpoint::message`].
+    pub signature: Vec<u8>,
 }
 
-/// Checks a whole stored trail: sequence numbers 1, 2, 3…, each `prev_hash` the previous
+impl Checkpoint {
+    /// Signs the head `(seq, hash)` at `at`.
+    pub fn sign(
+        key: &crate::crypto::SigningKey,
+        seq: i64,
+        hash: Vec<u8>,
+        at: OffsetDateTime,
+    ) -> Self {
+        let message = Self::message_for(seq, &hash, at);
+        Self {
+            seq,
+            hash,
+            signed_at: at,
+            public_key: key.public_key(),
+            signature: key.sign(&message),
+        }
+    }
+
+    fn message_for(seq: i64, hash: &[u8], at: OffsetDateTime) -> Vec<u8> {
+        format!(
+            "claimgate audit checkpoint v1\n{seq}\n{}\n{}",
+            hex::encode(hash),
+            at.unix_timestamp_nanos()
+        )
+        .into_bytes()
+    }
+
+    /// Whether the signature holds for `public_key`.
+    pub fn verifies(&self, public_key: &[u8]) -> bool {
+        self.public_key == public_key
+            && crate::crypto::verify_signature(
+                public_key,
+                &Self::message_for(self.seq, &self.hash, self.signed_at),
+                &self.signature,
+            )
+    }
+}
+
+/// What is wrong with a stored trail, naming the first bad sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    /// An event is missing, out of order, altered, or does not link to its predecessor.
+    #[error("the audit chain is broken at sequence number {seq}")]
+    Broken {
+        /// The first event that does not verify (or the first missing number).
+        seq: i64,
+    },
+    /// A checkpoint's signature does not verify with the configured key.
+    #[error("the checkpoint at sequence number {seq} is not validly signed")]
+    BadCheckpoint {
+        /// The checkpoint's sequence number.
+        seq: i64,
+    },
+    /// Events at or before a signed checkpoint are missing: the tail was cut.
+    #[error("the trail ends before the signed checkpoint: sequence number {seq} is missing")]
+    Truncated {
+        /// The first missing sequence number.
+        seq: i64,
+    },
+}
+
+impl ChainBreak {
+    /// The first bad sequence number.
+    pub fn seq(&self) -> i64 {
+        match self {
+            Self::Broken { seq } | Self::BadCheckpoint { seq } | Self::Truncated { seq } => *seq,
+        }
+    }
+}
+
+/// Checks a stored trail: sequence numbers 1, 2, 3…, each `prev_hash` the previous
 /// event's hash, each hash recomputed from its body. Returns the number of events.
 pub fn verify_chain(events: &[crate::store::StoredAuditEvent]) -> Result<usize, ChainBreak> {
     let mut prev: &[u8] = &GENESIS_HASH;
     for (index, event) in events.iter().enumerate() {
         let expected_seq = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
-        let ok = event.seq == expected_seq
-            && event.prev_hash == prev
-            && chain_hash(prev, event.body.as_bytes()) == event.hash;
+        if event.seq != expected_seq {
+            return Err(ChainBreak::Broken {
+                seq: expected_seq.min(event.seq),
+            });
+        }
+        let ok = event.prev_hash == prev && chain_hash(prev, event.body.as_bytes()) == event.hash;
         if !ok {
-            return Err(ChainBreak { seq: event.seq });
+            return Err(ChainBreak::Broken { seq: event.seq });
         }
         prev = &event.hash;
     }
     Ok(events.len())
+}
+
+/// [`verify_chain`], then every checkpoint against `public_key` and against the events:
+/// a checkpoint beyond the last event means the tail was removed.
+pub fn verify_trail(
+    events: &[crate::store::StoredAuditEvent],
+    checkpoints: &[Checkpoint],
+    public_key: &[u8],
+) -> Result<usize, ChainBreak> {
+    let count = verify_chain(events)?;
+    for checkpoint in checkpoints {
+        if !checkpoint.verifies(public_key) {
+            return Err(ChainBreak::BadCheckpoint {
+                seq: checkpoint.seq,
+            });
+        }
+        let index = usize::try_from(checkpoint.seq.saturating_sub(1)).unwrap_or(usize::MAX);
+        match events.get(index) {
+            None => {
+                return Err(ChainBreak::Truncated {
+                    seq: i64::try_from(count).unwrap_or(i64::MAX).saturating_add(1),
+                });
+            }
+            Some(event) if event.hash != checkpoint.hash => {
+                return Err(ChainBreak::Broken { seq: event.seq });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(count)
 }
 
 #[cfg(test)]

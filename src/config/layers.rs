@@ -9,8 +9,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, KeySettings, LogFormat, LogSettings,
-    MasterKeySource, Profile, Settings, TlsProfile, TlsSettings,
+    AuditSettings, AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, KeySettings,
+    LogFormat, LogSettings, MasterKeySource, Profile, Settings, TlsProfile, TlsSettings,
 };
 
 /// Prefix of environment variables that override settings.
@@ -99,6 +99,8 @@ struct RawSettings {
     log: RawLog,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +152,15 @@ struct RawDatabase {
 struct RawKeys {
     master_key: Option<SecretString>,
     master_key_file: Option<PathBuf>,
+    audit_signing_key: Option<SecretString>,
+    audit_signing_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    dir: Option<PathBuf>,
+    checkpoint_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -429,14 +440,37 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         None => return Err(ConfigError::Missing("keys.master_key_file")),
     };
 
+    let audit_signing_key = match secret(
+        "keys.audit_signing_key",
+        raw.keys.audit_signing_key,
+        raw.keys.audit_signing_key_file,
+    )? {
+        Some(SecretSource::Value(v)) => MasterKeySource::Inline(v),
+        Some(SecretSource::File(p)) => MasterKeySource::File(p),
+        None if dev => MasterKeySource::File(data_dir.join("audit-signing.key")),
+        None => return Err(ConfigError::Missing("keys.audit_signing_key_file")),
+    };
+    let audit = AuditSettings {
+        dir: raw.audit.dir.unwrap_or_else(|| data_dir.join("audit")),
+        checkpoint_interval: Duration::from_secs(positive(
+            raw.audit.checkpoint_interval_secs,
+            60,
+            "audit.checkpoint_interval_secs",
+        )?),
+    };
+
     Ok(Settings {
         profile,
         data_dir,
         http,
         tls,
         database,
-        keys: KeySettings { master_key },
+        keys: KeySettings {
+            master_key,
+            audit_signing_key,
+        },
         auth,
+        audit,
         log: LogSettings {
             level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
             format: raw.log.format.unwrap_or(if dev {

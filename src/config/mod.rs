@@ -81,6 +81,8 @@ pub struct Settings {
     pub keys: KeySettings,
     /// Authentication and authorization.
     pub auth: AuthSettings,
+    /// The audit trail.
+    pub audit: AuditSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -152,7 +154,7 @@ pub struct AuthSettings {
     pub break_glass_max: Duration,
 }
 
-/// Where the master key (key-encryption key) comes from.
+/// Where a 32-byte key (the master key, the audit signing key) comes from.
 #[derive(Debug, Clone)]
 pub enum MasterKeySource {
     /// Given directly (64 hex characters) through `keys.master_key`.
@@ -166,6 +168,17 @@ pub enum MasterKeySource {
 pub struct KeySettings {
     /// The master key.
     pub master_key: MasterKeySource,
+    /// The Ed25519 seed that signs audit checkpoints and export manifests.
+    pub audit_signing_key: MasterKeySource,
+}
+
+/// The audit trail.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Directory of the JSON-lines journal (daily files).
+    pub dir: PathBuf,
+    /// How often the chain head is signed into a checkpoint (when it moved).
+    pub checkpoint_interval: Duration,
 }
 
 /// Logging.

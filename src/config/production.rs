@@ -28,16 +28,25 @@ pub fn production_problems(settings: &Settings) -> Vec<String> {
             settings.tls.key_file.display()
         ));
     }
-    if let MasterKeySource::File(path) = &settings.keys.master_key {
+    for (setting, source) in [
+        ("keys.master_key_file", &settings.keys.master_key),
+        (
+            "keys.audit_signing_key_file",
+            &settings.keys.audit_signing_key,
+        ),
+    ] {
+        let MasterKeySource::File(path) = source else {
+            continue;
+        };
         match std::fs::metadata(path) {
             Err(_) => problems.push(format!(
-                "keys.master_key_file: {} does not exist (production never generates a key)",
+                "{setting}: {} does not exist (production never generates a key)",
                 path.display()
             )),
             Ok(_) => {
                 if let Some(mode) = loose_mode(path) {
                     problems.push(format!(
-                        "keys.master_key_file: {} is readable by group or others (mode {mode:04o}); chmod 600 it",
+                        "{setting}: {} is readable by group or others (mode {mode:04o}); chmod 600 it",
                         path.display()
                     ));
                 }

@@ -18,8 +18,10 @@ const KEY_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key file could not be read or created.
-    #[error("keys.master_key_file: {path}: {source}")]
+    #[error("{setting}: {path}: {source}")]
     Io {
+        /// The setting that named the file.
+        setting: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
@@ -32,69 +34,84 @@ pub enum KeyError {
         setting: &'static str,
     },
     /// The system random generator failed.
-    #[error("cannot generate a master key: the system random generator failed")]
+    #[error("cannot generate a key: the system random generator failed")]
     Random,
 }
 
 /// The key-encryption key. Zeroized on drop; `Debug` shows only its fingerprint.
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
 
+/// Loads 32 key bytes from `source` (64 hex characters); in the dev profile a missing key
+/// file is generated with mode 0600. `setting` names the file setting in messages.
+pub fn load_key_bytes(
+    source: &MasterKeySource,
+    profile: Profile,
+    setting: &'static str,
+) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    match source {
+        MasterKeySource::Inline(hex) => {
+            parse(hex.expose_secret(), setting.trim_end_matches("_file"))
+        }
+        MasterKeySource::File(path) => {
+            if profile == Profile::Dev && !path.exists() {
+                generate_into(path, setting)?;
+            }
+            let text =
+                Zeroizing::new(
+                    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+                        setting,
+                        path: path.clone(),
+                        source,
+                    })?,
+                );
+            parse(&text, setting)
+        }
+    }
+}
+
+fn parse(hex_text: &str, setting: &'static str) -> Result<Zeroizing<[u8; KEY_LEN]>, KeyError> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    hex::decode_to_slice(hex_text.trim(), key.as_mut())
+        .map_err(|_| KeyError::Format { setting })?;
+    Ok(key)
+}
+
+fn generate_into(path: &Path, setting: &'static str) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        setting,
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io)?;
+    }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    aws_lc_rs::rand::fill(key.as_mut()).map_err(|_| KeyError::Random)?;
+    let hex_text = Zeroizing::new(hex::encode(key.as_ref()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(hex_text.as_bytes()).map_err(io)?;
+    file.write_all(b"\n").map_err(io)
+}
+
 impl MasterKey {
     /// Loads the key from its source; in the dev profile a missing key file is created.
     pub fn load(source: &MasterKeySource, profile: Profile) -> Result<Self, KeyError> {
-        match source {
-            MasterKeySource::Inline(hex) => Self::parse(hex.expose_secret(), "keys.master_key"),
-            MasterKeySource::File(path) => {
-                if profile == Profile::Dev && !path.exists() {
-                    Self::generate_into(path)?;
-                }
-                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-                    KeyError::Io {
-                        path: path.clone(),
-                        source,
-                    }
-                })?);
-                Self::parse(&text, "keys.master_key_file")
-            }
-        }
+        load_key_bytes(source, profile, "keys.master_key_file").map(Self)
     }
 
     /// A short, stable identifier of the key, safe to log.
     pub fn fingerprint(&self) -> String {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.0.as_ref());
         hex::encode(digest.as_ref().get(..8).unwrap_or_default())
-    }
-
-    fn parse(hex_text: &str, setting: &'static str) -> Result<Self, KeyError> {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        hex::decode_to_slice(hex_text.trim(), key.as_mut())
-            .map_err(|_| KeyError::Format { setting })?;
-        Ok(Self(key))
-    }
-
-    fn generate_into(path: &Path) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        aws_lc_rs::rand::fill(key.as_mut()).map_err(|_| KeyError::Random)?;
-        let hex_text = Zeroizing::new(hex::encode(key.as_ref()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        file.write_all(hex_text.as_bytes()).map_err(io)?;
-        file.write_all(b"\n").map_err(io)
     }
 }
 

@@ -1,8 +1,10 @@
 //! Key material and encryption.
 //!
-//! For now: the master key (key-encryption key) that will wrap the per-provider data keys.
-//! Key types never print their bytes, only a fingerprint.
+//! The master key (key-encryption key) that will wrap the per-provider data keys, and the
+//! audit signing key. Key types never print their bytes, only a fingerprint.
 
 pub mod master_key;
+pub mod signing_key;
 
 pub use master_key::{KeyError, MasterKey};
+pub use signing_key::{SigningKey, verify_signature};

@@ -16,7 +16,7 @@ use sqlx::migrate::Migrator;
 
 use time::OffsetDateTime;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, Checkpoint, Clock, Journal};
 use crate::authz::{
     Access, ApiKey, KeyId, KeyRecord, Permission, PhiAccess, Principal, PrincipalAdmin,
     PrincipalKind, ProviderAdmin, Role,
@@ -64,6 +64,9 @@ pub enum StoreError {
     /// A grant names a provider that does not exist.
     #[error("unknown provider")]
     UnknownProvider,
+    /// The audit event could not be recorded, so the action was not done (fail closed).
+    #[error("the audit trail is unavailable")]
+    AuditUnavailable,
     /// The capability presented is not for this operation.
     #[error("not permitted")]
     NotPermitted,
@@ -206,12 +209,18 @@ pub struct StoredAuditEvent {
     pub hash: Vec<u8>,
 }
 
-/// The storage handle: a connection pool for the configured backend.
+/// The storage handle: a connection pool for the configured backend, the clock that
+/// stamps audit events, and the audit journal each committed event is copied to.
 #[derive(Debug, Clone)]
-pub enum Store {
-    /// The embedded default.
+pub struct Store {
+    backend: Backend,
+    clock: Clock,
+    journal: Journal,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
     Sqlite(sqlx::SqlitePool),
-    /// Production.
     Postgres(sqlx::PgPool),
 }
 
@@ -225,33 +234,50 @@ impl Store {
             target: target.clone(),
             reason: describe(&e),
         };
-        if url.starts_with("sqlite:") {
+        let backend = if url.starts_with("sqlite:") {
             sqlite::connect(url, settings, &target)
                 .await
-                .map(Self::Sqlite)
+                .map(Backend::Sqlite)?
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             postgres::connect(url, settings)
                 .await
-                .map(Self::Postgres)
-                .map_err(connect_err)
+                .map(Backend::Postgres)
+                .map_err(connect_err)?
         } else {
-            Err(StoreError::UnsupportedUrl)
-        }
+            return Err(StoreError::UnsupportedUrl);
+        };
+        Ok(Self {
+            backend,
+            clock: Clock::system(),
+            journal: Journal::disabled(),
+        })
+    }
+
+    /// The same store, copying every committed audit event to `journal`.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The same store, stamping audit events with `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The migrations for this backend.
     pub fn migrator(&self) -> &'static Migrator {
-        match self {
-            Self::Sqlite(_) => &SQLITE_MIGRATIONS,
-            Self::Postgres(_) => &POSTGRES_MIGRATIONS,
+        match &self.backend {
+            Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
+            Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
         }
     }
 
     /// Applies pending migrations; a no-op when the schema is current.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let result = match self {
-            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Self::Postgres(pool) => postgres::migrate(pool).await,
+        let result = match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Backend::Postgres(pool) => postgres::migrate(pool).await,
         };
         result.map_err(|e| StoreError::Migrate {
             target: self.backend_name().into(),
@@ -264,9 +290,9 @@ impl Store {
 
     /// Versions of the migrations recorded as applied, in order.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(match self {
-            Self::Sqlite(pool) => sqlite::applied_migrations(pool).await?,
-            Self::Postgres(pool) => postgres::applied_migrations(pool).await?,
+        Ok(match &self.backend {
+            Backend::Sqlite(pool) => sqlite::applied_migrations(pool).await?,
+            Backend::Postgres(pool) => postgres::applied_migrations(pool).await?,
         })
     }
 
@@ -287,18 +313,18 @@ impl Store {
 
     /// `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 
     /// PostgreSQL: what is wrong with the role serving connections run as (superuser,
     /// `BYPASSRLS`, table owner, not the configured role), one line each; SQLite: nothing.
     pub async fn serving_role_problems(&self, role: &str) -> Result<Vec<String>, StoreError> {
-        match self {
-            Self::Sqlite(_) => Ok(Vec::new()),
-            Self::Postgres(pool) => Ok(postgres::serving_role_problems(pool, role).await?),
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(pool) => Ok(postgres::serving_role_problems(pool, role).await?),
         }
     }
 
@@ -310,34 +336,38 @@ impl Store {
         name: &ProviderName,
         audit: &AuditEvent,
     ) -> Result<Provider, StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::create_provider(pool, code, name, audit, now).await,
-            Self::Postgres(pool) => postgres::create_provider(pool, code, name, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::create_provider(pool, code, name, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::create_provider(pool, code, name, audit, &self.journal, now).await
+            }
         }
     }
 
     /// All providers, by code.
     pub async fn list_providers(&self) -> Result<Vec<Provider>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::list_providers(pool).await,
-            Self::Postgres(pool) => postgres::list_providers(pool).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::list_providers(pool).await,
+            Backend::Postgres(pool) => postgres::list_providers(pool).await,
         }
     }
 
     /// One provider by code.
     pub async fn provider(&self, code: &ProviderCode) -> Result<Option<Provider>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::provider(pool, code).await,
-            Self::Postgres(pool) => postgres::provider(pool, code).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::provider(pool, code).await,
+            Backend::Postgres(pool) => postgres::provider(pool, code).await,
         }
     }
 
     /// How many principals exist (the dev bootstrap runs only when there are none).
     pub async fn count_principals(&self) -> Result<i64, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::count_principals(pool).await,
-            Self::Postgres(pool) => postgres::count_principals(pool).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::count_principals(pool).await,
+            Backend::Postgres(pool) => postgres::count_principals(pool).await,
         }
     }
 
@@ -349,10 +379,14 @@ impl Store {
         new: &NewPrincipal<'_>,
         audit: &AuditEvent,
     ) -> Result<i64, StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::create_principal(pool, new, audit, now).await,
-            Self::Postgres(pool) => postgres::create_principal(pool, new, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::create_principal(pool, new, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::create_principal(pool, new, audit, &self.journal, now).await
+            }
         }
     }
 
@@ -364,10 +398,14 @@ impl Store {
         grant: &NewGrant<'_>,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::add_grant(pool, name, grant, audit, now).await,
-            Self::Postgres(pool) => postgres::add_grant(pool, name, grant, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::add_grant(pool, name, grant, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::add_grant(pool, name, grant, audit, &self.journal, now).await
+            }
         }
     }
 
@@ -381,13 +419,13 @@ impl Store {
         provider: Option<&ProviderCode>,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => {
-                sqlite::revoke_grant(pool, name, role, provider, audit, now).await
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::revoke_grant(pool, name, role, provider, audit, &self.journal, now).await
             }
-            Self::Postgres(pool) => {
-                postgres::revoke_grant(pool, name, role, provider, audit, now).await
+            Backend::Postgres(pool) => {
+                postgres::revoke_grant(pool, name, role, provider, audit, &self.journal, now).await
             }
         }
     }
@@ -399,10 +437,14 @@ impl Store {
         name: &str,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::disable_principal(pool, name, audit, now).await,
-            Self::Postgres(pool) => postgres::disable_principal(pool, name, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::disable_principal(pool, name, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::disable_principal(pool, name, audit, &self.journal, now).await
+            }
         }
     }
 
@@ -414,10 +456,14 @@ impl Store {
         key: &NewKey<'_>,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::add_key(pool, name, key, audit, now).await,
-            Self::Postgres(pool) => postgres::add_key(pool, name, key, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::add_key(pool, name, key, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::add_key(pool, name, key, audit, &self.journal, now).await
+            }
         }
     }
 
@@ -428,10 +474,14 @@ impl Store {
         key_id: &KeyId,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::revoke_key(pool, key_id, audit, now).await,
-            Self::Postgres(pool) => postgres::revoke_key(pool, key_id, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::revoke_key(pool, key_id, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::revoke_key(pool, key_id, audit, &self.journal, now).await
+            }
         }
     }
 
@@ -443,22 +493,22 @@ impl Store {
         fingerprint: &str,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => {
-                sqlite::add_certificate(pool, name, fingerprint, audit, now).await
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::add_certificate(pool, name, fingerprint, audit, &self.journal, now).await
             }
-            Self::Postgres(pool) => {
-                postgres::add_certificate(pool, name, fingerprint, audit, now).await
+            Backend::Postgres(pool) => {
+                postgres::add_certificate(pool, name, fingerprint, audit, &self.journal, now).await
             }
         }
     }
 
     /// The record of one API key with its principal and grants.
     pub async fn api_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::api_key(pool, id).await,
-            Self::Postgres(pool) => postgres::api_key(pool, id).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::api_key(pool, id).await,
+            Backend::Postgres(pool) => postgres::api_key(pool, id).await,
         }
     }
 
@@ -467,25 +517,25 @@ impl Store {
         &self,
         fingerprint: &str,
     ) -> Result<Option<Principal>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::principal_by_certificate(pool, fingerprint).await,
-            Self::Postgres(pool) => postgres::principal_by_certificate(pool, fingerprint).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::principal_by_certificate(pool, fingerprint).await,
+            Backend::Postgres(pool) => postgres::principal_by_certificate(pool, fingerprint).await,
         }
     }
 
     /// Every principal, by name.
     pub async fn list_principals(&self) -> Result<Vec<PrincipalView>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::list_principals(pool).await,
-            Self::Postgres(pool) => postgres::list_principals(pool).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::list_principals(pool).await,
+            Backend::Postgres(pool) => postgres::list_principals(pool).await,
         }
     }
 
     /// One principal by name.
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalView>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::principal(pool, name).await,
-            Self::Postgres(pool) => postgres::principal(pool, name).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::principal(pool, name).await,
+            Backend::Postgres(pool) => postgres::principal(pool, name).await,
         }
     }
 
@@ -504,15 +554,22 @@ impl Store {
         else {
             return Err(StoreError::NotPermitted);
         };
-        let now = now();
+        let now = self.clock.now();
         let id = access.principal_id;
-        match self {
-            Self::Sqlite(pool) => {
-                sqlite::grant_break_glass(pool, id, provider, expires_at, reason, audit, now).await
+        let grant = NewGrant {
+            role: Role::PhiReader,
+            provider: Some(provider),
+            expires_at: Some(expires_at),
+            break_glass: true,
+            reason: Some(reason),
+            granted_by: Some(id),
+        };
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::grant_break_glass(pool, id, &grant, audit, &self.journal, now).await
             }
-            Self::Postgres(pool) => {
-                postgres::grant_break_glass(pool, id, provider, expires_at, reason, audit, now)
-                    .await
+            Backend::Postgres(pool) => {
+                postgres::grant_break_glass(pool, id, &grant, audit, &self.journal, now).await
             }
         }
     }
@@ -524,34 +581,56 @@ impl Store {
         access: &PhiAccess,
         audit: &AuditEvent,
     ) -> Result<Vec<ClaimSummary>, StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::list_claims(pool, &access.provider, audit, now).await,
-            Self::Postgres(pool) => postgres::list_claims(pool, &access.provider, audit, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::list_claims(pool, &access.provider, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::list_claims(pool, &access.provider, audit, &self.journal, now).await
+            }
         }
     }
 
     /// Appends one audit event on its own.
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
-        let now = now();
-        match self {
-            Self::Sqlite(pool) => sqlite::append_audit(pool, event, now).await,
-            Self::Postgres(pool) => postgres::append_audit(pool, event, now).await,
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::append_audit(pool, event, &self.journal, now).await,
+            Backend::Postgres(pool) => {
+                postgres::append_audit(pool, event, &self.journal, now).await
+            }
+        }
+    }
+
+    /// Signs the chain head into a checkpoint if it moved since the last one.
+    pub async fn checkpoint(
+        &self,
+        key: &crate::crypto::SigningKey,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::checkpoint(pool, key, now).await,
+            Backend::Postgres(pool) => postgres::checkpoint(pool, key, now).await,
+        }
+    }
+
+    /// Every checkpoint, in sequence order.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::audit_checkpoints(pool).await,
+            Backend::Postgres(pool) => postgres::audit_checkpoints(pool).await,
         }
     }
 
     /// The whole audit trail in sequence order (for verification and tests; the search
     /// and export API comes with the audit issue).
     pub async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        match self {
-            Self::Sqlite(pool) => sqlite::audit_events(pool).await,
-            Self::Postgres(pool) => postgres::audit_events(pool).await,
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::audit_events(pool).await,
+            Backend::Postgres(pool) => postgres::audit_events(pool).await,
         }
     }
-}
-
-fn now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
 }
 
 /// The database URL without its password (and without query parameters), for messages.

@@ -10,7 +10,7 @@ macro_rules! portable_queries {
         use sqlx::Row as _;
         use time::OffsetDateTime;
 
-        use $crate::audit::{AuditEvent, GENESIS_HASH, chain_hash};
+        use $crate::audit::{AuditEvent, Appended, Checkpoint, GENESIS_HASH, Journal, chain_hash};
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
@@ -40,6 +40,7 @@ macro_rules! portable_queries {
             code: &ProviderCode,
             name: &ProviderName,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<Provider, StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -52,8 +53,9 @@ macro_rules! portable_queries {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             provider_from(&row)
         }
 
@@ -151,6 +153,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             new: &NewPrincipal<'_>,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -168,8 +171,9 @@ macro_rules! portable_queries {
             if let Some(key) = &new.key {
                 insert_key(&mut tx, id, key, now).await?;
             }
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(id)
         }
 
@@ -178,13 +182,15 @@ macro_rules! portable_queries {
             name: &str,
             grant: &NewGrant<'_>,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
             let id = principal_id(&mut tx, name).await?;
             insert_grant(&mut tx, id, grant, now).await?;
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -194,6 +200,7 @@ macro_rules! portable_queries {
             role: Role,
             provider: Option<&ProviderCode>,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -211,8 +218,9 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -220,6 +228,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             name: &str,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -233,8 +242,9 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -243,13 +253,15 @@ macro_rules! portable_queries {
             name: &str,
             key: &NewKey<'_>,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
             let id = principal_id(&mut tx, name).await?;
             insert_key(&mut tx, id, key, now).await?;
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -257,6 +269,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             key_id: &KeyId,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -270,8 +283,9 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -280,6 +294,7 @@ macro_rules! portable_queries {
             name: &str,
             fingerprint: &str,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
@@ -292,8 +307,9 @@ macro_rules! portable_queries {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            append_in(&mut tx, audit, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -443,44 +459,118 @@ macro_rules! portable_queries {
             tx: &mut sqlx::Transaction<'_, $db>,
             event: &AuditEvent,
             now: OffsetDateTime,
-        ) -> Result<i64, StoreError> {
-            lock_audit_chain(tx).await?;
+        ) -> Result<Appended, StoreError> {
+            let unavailable = |e: sqlx::Error| {
+                tracing::error!(error = %$crate::store::describe(&e), "audit append failed");
+                StoreError::AuditUnavailable
+            };
+            lock_audit_chain(tx).await.map_err(unavailable)?;
             let head: Option<(i64, Vec<u8>)> =
                 sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
                     .fetch_optional(&mut **tx)
-                    .await?;
+                    .await
+                    .map_err(unavailable)?;
             let (seq, prev) = match head {
                 Some((seq, hash)) => (seq + 1, hash),
                 None => (1, GENESIS_HASH.to_vec()),
             };
             let body = event.canonical(seq, now);
             let hash = chain_hash(&prev, &body);
-            let body_text = String::from_utf8(body)
-                .map_err(|_| StoreError::Database("audit body is not UTF-8".into()))?;
+            let body = String::from_utf8(body).map_err(|_| StoreError::AuditUnavailable)?;
             sqlx::query(
                 "INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
             )
-                .bind(seq)
-                .bind(now)
-                .bind(event.kind.code())
-                .bind(body_text)
-                .bind(prev)
-                .bind(hash)
-                .execute(&mut **tx)
-                .await?;
-            Ok(seq)
+            .bind(seq)
+            .bind(now)
+            .bind(event.kind.code())
+            .bind(&body)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+            Ok(Appended {
+                seq,
+                prev_hash: hex::encode(prev),
+                hash: hex::encode(hash),
+                body,
+            })
         }
 
         pub(super) async fn append_audit(
             pool: &$pool,
             event: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
-            let mut tx = begin_write(pool).await?;
-            let seq = append_in(&mut tx, event, now).await?;
+            let unavailable = |_| StoreError::AuditUnavailable;
+            let mut tx = begin_write(pool).await.map_err(unavailable)?;
+            let appended = append_in(&mut tx, event, now).await?;
+            tx.commit().await.map_err(unavailable)?;
+            journal.record(&appended);
+            Ok(appended.seq)
+        }
+
+        pub(super) async fn checkpoint(
+            pool: &$pool,
+            key: &$crate::crypto::SigningKey,
+            now: OffsetDateTime,
+        ) -> Result<Option<Checkpoint>, StoreError> {
+            let unavailable = |e: sqlx::Error| {
+                tracing::error!(error = %$crate::store::describe(&e), "audit checkpoint failed");
+                StoreError::AuditUnavailable
+            };
+            let mut tx = begin_write(pool).await.map_err(unavailable)?;
+            lock_audit_chain(&mut tx).await.map_err(unavailable)?;
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            let last: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM audit_checkpoints")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let Some((seq, hash)) = head.filter(|(seq, _)| last.is_none_or(|l| l < *seq)) else {
+                return Ok(None);
+            };
+            let checkpoint = Checkpoint::sign(key, seq, hash, now);
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, signed_at, public_key, signature) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(checkpoint.seq)
+            .bind(&checkpoint.hash)
+            .bind(checkpoint.signed_at)
+            .bind(&checkpoint.public_key)
+            .bind(&checkpoint.signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(Some(checkpoint))
+        }
+
+        pub(super) async fn audit_checkpoints(pool: &$pool) -> Result<Vec<Checkpoint>, StoreError> {
+            let mut tx = begin_audit_read(pool).await?;
+            let rows = sqlx::query(
+                "SELECT seq, hash, signed_at, public_key, signature FROM audit_checkpoints ORDER BY seq",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok(seq)
+            rows.iter()
+                .map(|r| {
+                    Ok(Checkpoint {
+                        seq: r.try_get("seq")?,
+                        hash: r.try_get("hash")?,
+                        signed_at: r.try_get("signed_at")?,
+                        public_key: r.try_get("public_key")?,
+                        signature: r.try_get("signature")?,
+                    })
+                })
+                .collect()
         }
 
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
@@ -507,29 +597,16 @@ macro_rules! portable_queries {
         pub(super) async fn grant_break_glass(
             pool: &$pool,
             principal_id: i64,
-            provider: &ProviderCode,
-            expires_at: OffsetDateTime,
-            reason: &str,
+            grant: &NewGrant<'_>,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
-            insert_grant(
-                &mut tx,
-                principal_id,
-                &NewGrant {
-                    role: Role::PhiReader,
-                    provider: Some(provider),
-                    expires_at: Some(expires_at),
-                    break_glass: true,
-                    reason: Some(reason),
-                    granted_by: Some(principal_id),
-                },
-                now,
-            )
-            .await?;
-            append_in(&mut tx, audit, now).await?;
+            insert_grant(&mut tx, principal_id, grant, now).await?;
+            let appended = append_in(&mut tx, audit, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(())
         }
 
@@ -537,6 +614,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             provider: &ProviderCode,
             audit: &AuditEvent,
+            journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<Vec<ClaimSummary>, StoreError> {
             let mut tx = begin_tenant(pool, provider).await?;
@@ -561,8 +639,9 @@ macro_rules! portable_queries {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let mut event = audit.clone();
             event.records = Some(claims.len() as u64);
-            append_in(&mut tx, &event, now).await?;
+            let appended = append_in(&mut tx, &event, now).await?;
             tx.commit().await?;
+            journal.record(&appended);
             Ok(claims)
         }
     };

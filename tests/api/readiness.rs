@@ -18,17 +18,8 @@ async fn readyz(app: &TestApp) -> Response {
 async fn sqlite_readyz_reports_a_schema_this_build_does_not_know() {
     let app = TestApp::sqlite(&[]).await;
     assert_eq!(readyz(&app).await.status, 200);
-    let claimgate::store::Store::Sqlite(pool) =
-        claimgate::store::Store::connect(&app.settings.database)
-            .await
-            .unwrap()
-    else {
-        panic!("expected SQLite")
-    };
-    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999999999999, 'from the future', 1, x'00', 0)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    app.sql("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99999999999999, 'from the future', 1, x'00', 0)")
+        .await;
     let response = readyz(&app).await;
     assert_eq!(response.status, 503);
     assert_eq!(response.json()["error_code"], "not_ready");

@@ -192,16 +192,20 @@ fn check_config_accepts_the_dev_profile_and_creates_nothing() {
 fn production_dir(master_key_mode: Option<u32>, database: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("master.key");
+    let signing_path = dir.path().join("audit-signing.key");
     if let Some(mode) = master_key_mode {
-        std::fs::write(&key_path, "11".repeat(32)).unwrap();
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(mode)).unwrap();
+        for path in [&key_path, &signing_path] {
+            std::fs::write(path, "11".repeat(32)).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
     }
     let certs = certs();
     let config = format!(
-        "profile = \"production\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[database]\nurl = \"{database}\"\n[keys]\nmaster_key_file = \"{}\"\n",
+        "profile = \"production\"\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n[database]\nurl = \"{database}\"\n[keys]\nmaster_key_file = \"{}\"\naudit_signing_key_file = \"{}\"\n",
         certs.join("server.pem").display(),
         certs.join("server.key").display(),
         key_path.display(),
+        signing_path.display(),
     );
     std::fs::write(dir.path().join("prod.toml"), config).unwrap();
     dir
@@ -216,9 +220,9 @@ fn problems(dir: &Path) -> Vec<String> {
 
 #[test]
 fn production_refuses_each_unsafe_setting_with_one_line_naming_it() {
-    // Example certificate + missing key file + SQLite: three lines, one per setting.
+    // Example certificate + missing key files + SQLite: four lines, one per setting.
     let lines = problems(production_dir(None, "sqlite://x.db").path());
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 4, "{lines:#?}");
     assert!(
         lines[0].starts_with("tls.cert_file:") && lines[0].contains("development certificate"),
         "{lines:#?}"
@@ -228,15 +232,23 @@ fn production_refuses_each_unsafe_setting_with_one_line_naming_it() {
         "{lines:#?}"
     );
     assert!(
-        lines[2].starts_with("database.url:") && lines[2].contains("database.allow_sqlite"),
+        lines[2].starts_with("keys.audit_signing_key_file:") && lines[2].contains("does not exist"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].starts_with("database.url:") && lines[3].contains("database.allow_sqlite"),
         "{lines:#?}"
     );
 
-    // A group-readable key file, and PostgreSQL: the certificate and the mode remain.
+    // Group-readable key files, and PostgreSQL: the certificate and the modes remain.
     let lines = problems(production_dir(Some(0o640), "postgres://u@127.0.0.1:1/x").path());
-    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(
         lines[1].starts_with("keys.master_key_file:") && lines[1].contains("chmod 600"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].starts_with("keys.audit_signing_key_file:") && lines[2].contains("chmod 600"),
         "{lines:#?}"
     );
 

@@ -314,5 +314,5 @@ async fn principals_and_api_keys(store: &Store) {
     assert_eq!(verify_chain(&trail), Ok(6));
     let mut tampered = trail;
     tampered[2].body = tampered[2].body.replace("grant.revoked", "grant.added");
-    assert_eq!(verify_chain(&tampered), Err(ChainBreak { seq: 3 }));
+    assert_eq!(verify_chain(&tampered), Err(ChainBreak::Broken { seq: 3 }));
 }
