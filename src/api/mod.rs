@@ -8,6 +8,7 @@
 //! without being covered. Extractor errors from actix (JSON, path, query) are mapped to
 //! [`ApiError`] here so their default texts, which quote input, never reach a client.
 
+mod audit;
 pub mod auth;
 mod break_glass;
 mod claims;
@@ -90,8 +91,8 @@ macro_rules! route {
 
 use Access::{Authenticated, Global, Public, Tenant};
 use Permission::{
-    ClaimsReadPhi, EmergencyAccessRequest, PrincipalsRead, PrincipalsWrite, ProvidersRead,
-    ProvidersWrite,
+    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, PrincipalsRead, PrincipalsWrite,
+    ProvidersRead, ProvidersWrite,
 };
 
 /// Every route of the API.
@@ -113,6 +114,10 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/admin/keys/{key_id}", Global(PrincipalsWrite), principals::revoke_key),
     route!(POST "/v1/providers/{code}/break-glass", Tenant(EmergencyAccessRequest), break_glass::request),
     route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),
+    route!(GET "/v1/audit/events", Global(AuditRead), audit::search),
+    route!(GET "/v1/audit/verify", Global(AuditRead), audit::verify),
+    route!(GET "/v1/audit/export", Global(AuditRead), audit::export),
+    route!(GET "/v1/audit/export/manifest", Global(AuditRead), audit::manifest),
 ];
 
 /// A request body read whole (the request guard has already bounded its size and rate),

@@ -246,6 +246,10 @@ impl Checkpoint {
         hash: Vec<u8>,
         at: OffsetDateTime,
     ) -> Self {
+        // PostgreSQL keeps microseconds: sign what will be read back.
+        let at = at
+            .replace_nanosecond(at.nanosecond() / 1000 * 1000)
+            .unwrap_or(at);
         let message = Self::message_for(seq, &hash, at);
         Self {
             seq,

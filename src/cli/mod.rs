@@ -54,6 +54,12 @@ pub enum Command {
         #[command(subcommand)]
         command: MappingCommand,
     },
+    /// Work with the audit trail.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage principals and their roles directly in the database (bootstrapping the
     /// first admin without the API). Every change is audited.
     Principals {
@@ -61,6 +67,14 @@ pub enum Command {
         #[command(subcommand)]
         command: principals::PrincipalsCommand,
     },
+}
+
+/// `claimgate audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain and check every signed checkpoint; exits non-zero and
+    /// names the first bad sequence number when the trail was altered.
+    Verify,
 }
 
 /// `claimgate mapping …`
@@ -124,6 +138,9 @@ pub fn run() -> anyhow::Result<()> {
                 },
         } => preview_command(&mapping, &input, json),
         Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => runtime()?.block_on(verify_audit(load(cli.config)?)),
         Command::Principals { command } => {
             runtime()?.block_on(principals::run(load(cli.config)?, command))
         }
@@ -241,6 +258,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+async fn verify_audit(settings: Settings) -> anyhow::Result<()> {
+    let key = crate::crypto::SigningKey::load(&settings.keys.audit_signing_key, settings.profile)?;
+    let store = Store::connect(&settings.database).await?;
+    let events = store.audit_events().await?;
+    let checkpoints = store.audit_checkpoints().await?;
+    let count = crate::audit::verify_trail(&events, &checkpoints, &key.public_key())?;
+    println!(
+        "ok: {count} audit events, {} signed checkpoints (key {}); head {}",
+        checkpoints.len(),
+        key.fingerprint(),
+        events
+            .last()
+            .map(|e| format!("{} {}", e.seq, hex::encode(&e.hash)))
+            .unwrap_or_else(|| "none".into())
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

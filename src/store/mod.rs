@@ -603,6 +603,34 @@ impl Store {
         }
     }
 
+    /// The chain head: the last event's sequence number and hash.
+    pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::audit_head(pool).await,
+            Backend::Postgres(pool) => postgres::audit_head(pool).await,
+        }
+    }
+
+    /// Up to `limit` events with `after_seq < seq <= until_seq`, in `[from, to)` when given,
+    /// in sequence order.
+    pub async fn audit_page(
+        &self,
+        after_seq: i64,
+        until_seq: i64,
+        window: (Option<OffsetDateTime>, Option<OffsetDateTime>),
+        limit: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let (from, to) = window;
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::audit_page(pool, after_seq, until_seq, from, to, limit).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::audit_page(pool, after_seq, until_seq, from, to, limit).await
+            }
+        }
+    }
+
     /// Signs the chain head into a checkpoint if it moved since the last one.
     pub async fn checkpoint(
         &self,

@@ -573,6 +573,50 @@ macro_rules! portable_queries {
                 .collect()
         }
 
+        pub(super) async fn audit_head(pool: &$pool) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+            let mut tx = begin_audit_read(pool).await?;
+            let head = sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(head)
+        }
+
+        pub(super) async fn audit_page(
+            pool: &$pool,
+            after_seq: i64,
+            until_seq: i64,
+            from: Option<OffsetDateTime>,
+            to: Option<OffsetDateTime>,
+            limit: i64,
+        ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+            let mut tx = begin_audit_read(pool).await?;
+            let rows = sqlx::query(
+                "SELECT seq, kind, body, prev_hash, hash FROM audit_events \
+                 WHERE seq > $1 AND seq <= $2 AND ($3 IS NULL OR ts >= $3) AND ($4 IS NULL OR ts < $4) \
+                 ORDER BY seq LIMIT $5",
+            )
+            .bind(after_seq)
+            .bind(until_seq)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredAuditEvent {
+                        seq: r.try_get("seq")?,
+                        kind: r.try_get("kind")?,
+                        body: r.try_get("body")?,
+                        prev_hash: r.try_get("prev_hash")?,
+                        hash: r.try_get("hash")?,
+                    })
+                })
+                .collect()
+        }
+
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
             let mut tx = begin_audit_read(pool).await?;
             let rows = sqlx::query(

@@ -312,6 +312,19 @@ impl TestApp {
         }
     }
 
+    /// The single integer `sql` selects, from the app's own database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let url = self.settings.database.url.expose_secret().to_owned();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        }
+    }
+
     /// The app's audit trail, read through a store of its own.
     pub async fn audit(&self) -> Vec<claimgate::store::StoredAuditEvent> {
         let store = claimgate::store::Store::connect(&self.settings.database)
@@ -456,13 +469,35 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         .and_then(|l| l.get(..3))
         .and_then(|s| s.parse().ok())
         .ok_or_else(bad)?;
-    let headers = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
+    let chunked = headers.iter().any(|(n, v): &(String, String)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(body).ok_or_else(bad)?
+    } else {
+        body.to_owned()
+    };
     Ok(Response {
         status,
         headers,
-        body: body.to_owned(),
+        body,
     })
+}
+
+/// Decodes a chunked body (sizes in hex, each chunk followed by CRLF, ending with 0).
+fn dechunk(mut rest: &str) -> Option<String> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
 }

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod access;
+mod audit;
 mod config;
 mod http;
 mod postgres_roles;
