@@ -404,4 +404,32 @@ async fn the_principals_console_bootstraps_an_admin_and_refuses_mistakes_clearly
         trail.iter().all(|e| e.body.contains("\"actor\":null")),
         "console changes have no actor"
     );
+
+    // `claimgate audit verify` checks the chain, and names the first altered event.
+    let verify = || {
+        claimgate(
+            dir.path(),
+            &["--config", "claimgate.toml", "audit", "verify"],
+        )
+    };
+    let clean = verify();
+    assert!(
+        clean.ok && clean.stdout.contains("ok: 3 audit events"),
+        "{}{}",
+        clean.stdout,
+        clean.stderr
+    );
+    use secrecy::ExposeSecret;
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(settings.database.url.expose_secret())
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER audit_events_no_update; \
+         UPDATE audit_events SET body = replace(body, 'compliance_auditor', 'security_admin') WHERE seq = 2",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_refused(&verify(), &["broken at sequence number 2"]);
 }
