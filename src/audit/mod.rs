@@ -105,6 +105,39 @@ pub enum EventKind {
     /// The audit trail was exported.
     #[serde(rename = "audit.exported")]
     AuditExported,
+    /// A credential was accepted (recorded where a session starts, not per request).
+    #[serde(rename = "auth.success")]
+    AuthSuccess,
+    /// A claim file was received.
+    #[serde(rename = "upload.received")]
+    UploadReceived,
+    /// A claim file was read, mapped and stored.
+    #[serde(rename = "upload.processed")]
+    UploadProcessed,
+    /// A claim file was refused as a whole.
+    #[serde(rename = "upload.rejected")]
+    UploadRejected,
+    /// A mapping definition was created.
+    #[serde(rename = "mapping.created")]
+    MappingCreated,
+    /// A mapping definition was changed.
+    #[serde(rename = "mapping.changed")]
+    MappingChanged,
+    /// A mapping version was activated.
+    #[serde(rename = "mapping.activated")]
+    MappingActivated,
+    /// Claims were exported.
+    #[serde(rename = "claims.exported")]
+    ClaimsExported,
+    /// A provider data key was created.
+    #[serde(rename = "datakey.created")]
+    DataKeyCreated,
+    /// A provider data key was rotated.
+    #[serde(rename = "datakey.rotated")]
+    DataKeyRotated,
+    /// A provider data key was destroyed (crypto-shredding).
+    #[serde(rename = "datakey.destroyed")]
+    DataKeyDestroyed,
 }
 
 impl EventKind {
@@ -127,6 +160,17 @@ impl EventKind {
             Self::ServerStopped => "server.stopped",
             Self::AuditRead => "audit.read",
             Self::AuditExported => "audit.exported",
+            Self::AuthSuccess => "auth.success",
+            Self::UploadReceived => "upload.received",
+            Self::UploadProcessed => "upload.processed",
+            Self::UploadRejected => "upload.rejected",
+            Self::MappingCreated => "mapping.created",
+            Self::MappingChanged => "mapping.changed",
+            Self::MappingActivated => "mapping.activated",
+            Self::ClaimsExported => "claims.exported",
+            Self::DataKeyCreated => "datakey.created",
+            Self::DataKeyRotated => "datakey.rotated",
+            Self::DataKeyDestroyed => "datakey.destroyed",
         }
     }
 }

@@ -49,10 +49,30 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    audit_times_come_from_the_injected_clock,
     migrations_apply_once_and_again_as_a_no_op,
     providers_round_trip,
     principals_and_api_keys
 );
+
+async fn audit_times_come_from_the_injected_clock(store: &Store) {
+    let fixed = time::macros::datetime!(2031-02-03 04:05:06.123456 UTC);
+    let store = store
+        .clone()
+        .with_clock(claimgate::audit::Clock::from_fn(move || fixed));
+    store
+        .append_audit(&event(EventKind::ServerStarted))
+        .await
+        .unwrap();
+    let trail = store.audit_events().await.unwrap();
+    assert!(
+        trail[0]
+            .body
+            .contains("\"ts\":\"2031-02-03T04:05:06.123456Z\""),
+        "{}",
+        trail[0].body
+    );
+}
 
 async fn migrations_apply_once_and_again_as_a_no_op(store: &Store) {
     let expected: Vec<i64> = store.migrator().iter().map(|m| m.version).collect();
