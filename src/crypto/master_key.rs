@@ -18,14 +18,14 @@ const KEY_LEN: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The key file could not be read or created.
-    #[error("{setting}: {path}: {source}")]
+    #[error("{setting}: {path}: {reason}")]
     Io {
         /// The setting that named the file.
         setting: &'static str,
         /// The file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The key is not 64 hex characters.
     #[error("{setting}: the key must be 64 hex characters (32 bytes)")]
@@ -58,10 +58,10 @@ pub fn load_key_bytes(
             }
             let text =
                 Zeroizing::new(
-                    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+                    std::fs::read_to_string(path).map_err(|reason| KeyError::Io {
                         setting,
                         path: path.clone(),
-                        source,
+                        reason,
                     })?,
                 );
             parse(&text, setting)
@@ -77,10 +77,10 @@ fn parse(hex_text: &str, setting: &'static str) -> Result<Zeroizing<[u8; KEY_LEN
 }
 
 fn generate_into(path: &Path, setting: &'static str) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
+    let io = |reason| KeyError::Io {
         setting,
         path: path.to_owned(),
-        source,
+        reason,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
