@@ -6,6 +6,7 @@
 //! refused before its body is read. Every refusal answers the same 401 body; the reason
 //! goes to the audit trail only. Failures are counted per client address and per key id,
 //! and over the limit every attempt gets 429 with `Retry-After` until the window ends.
+//! A success is audited once per credential per hour (a session start), not per request.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -159,11 +160,25 @@ impl FromRequest for Caller {
                     .ok_or("unknown_certificate"),
             };
             match outcome {
-                Ok(principal) => Ok(Self {
-                    principal,
-                    client,
-                    request_id,
-                }),
+                Ok(principal) => {
+                    let credential = key_id.as_ref().map_or_else(
+                        || format!("principal:{}/certificate", principal.id),
+                        |k| format!("key:{k}"),
+                    );
+                    if state.successes.first_in_window(&credential, Instant::now()) {
+                        let mut event = AuditEvent::new(EventKind::AuthSuccess, Outcome::Success);
+                        event.actor = Some(principal.id);
+                        event.client = client;
+                        event.request_id.clone_from(&request_id);
+                        event.resource = Some(credential);
+                        state.store.append_audit(&event).await?;
+                    }
+                    Ok(Self {
+                        principal,
+                        client,
+                        request_id,
+                    })
+                }
                 Err(reason) => {
                     state
                         .failures

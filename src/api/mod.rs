@@ -40,6 +40,8 @@ pub struct AppState {
     pub signing_key: Arc<crate::crypto::SigningKey>,
     /// Failed-authentication counts.
     pub failures: FailureLimiter,
+    /// When each credential's success was last audited.
+    pub successes: crate::authz::SuccessLog,
     /// How long `/readyz` waits for the database.
     pub readiness_timeout: Duration,
     /// Lifetime of a person's key unless one is asked for.

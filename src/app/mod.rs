@@ -144,6 +144,7 @@ impl Application {
             signing_key: signing_key.clone(),
             policy: Arc::new(policy),
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
+            successes: crate::authz::SuccessLog::new(std::time::Duration::from_secs(3600)),
             readiness_timeout: settings.database.acquire_timeout,
             person_key_ttl: settings.auth.person_key_ttl,
             break_glass_max: settings.auth.break_glass_max,

@@ -105,7 +105,7 @@ pub enum EventKind {
     /// The audit trail was exported.
     #[serde(rename = "audit.exported")]
     AuditExported,
-    /// A credential was accepted (recorded where a session starts, not per request).
+    /// A credential was accepted (recorded once per credential per hour, not per request).
     #[serde(rename = "auth.success")]
     AuthSuccess,
     /// A claim file was received.

@@ -95,6 +95,40 @@ impl FailureLimiter {
     }
 }
 
+/// Remembers when each credential was last recorded as a successful authentication, so
+/// that `auth.success` is audited once per credential per `every` (a session start), not
+/// on every request.
+#[derive(Debug, Clone)]
+pub struct SuccessLog {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    every: Duration,
+}
+
+impl SuccessLog {
+    /// Records a credential at most once per `every`.
+    pub fn new(every: Duration) -> Self {
+        Self {
+            seen: Arc::default(),
+            every,
+        }
+    }
+
+    /// Whether `credential`'s success at `now` should be recorded (and notes it if so).
+    pub fn first_in_window(&self, credential: &str, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= MAX_TRACKED {
+            seen.retain(|_, at| now.duration_since(*at) < self.every);
+        }
+        match seen.get(credential) {
+            Some(at) if now.duration_since(*at) < self.every => false,
+            _ => {
+                seen.insert(credential.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use api_key::{ApiKey, KeyId, ParsedToken};
-pub use failures::FailureLimiter;
+pub use failures::{FailureLimiter, SuccessLog};
 pub use policy::{Policy, PolicyError};
 
 use crate::providers::ProviderCode;

@@ -10,8 +10,9 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-/// A running app with six provider creations on the trail (events 3 to 8, after the
-/// bootstrap admin and the start) and a signed checkpoint of that head.
+/// A running app with six provider creations on the trail (events 4 to 9, after the
+/// bootstrap admin, the start and the admin key's first use) and a signed checkpoint of
+/// that head.
 async fn app_with_history(backend: Backend) -> Option<TestApp> {
     let app = TestApp::on(
         backend,
@@ -23,11 +24,21 @@ async fn app_with_history(backend: Backend) -> Option<TestApp> {
         app.provider(&format!("p{n}")).await;
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        app.count("SELECT count(*) FROM audit_checkpoints WHERE seq = 8")
-            .await
-            == 1,
-        "the head was checkpointed"
+    let kinds: Vec<String> = app.audit().await.into_iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds[..4],
+        [
+            "principal.created",
+            "server.started",
+            "auth.success",
+            "provider.created"
+        ]
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_checkpoints WHERE seq = 9")
+            .await,
+        1,
+        "the head was checkpointed: {kinds:?}"
     );
     Some(app)
 }
@@ -48,21 +59,21 @@ async fn tampering_on(backend: Backend) {
     let cases = [
         (
             "one field changed",
-            "UPDATE audit_events SET body = replace(body, '\"p2\"', '\"p9\"') WHERE seq = 4",
-            4,
-        ),
-        (
-            "an event deleted",
-            "DELETE FROM audit_events WHERE seq = 5",
+            "UPDATE audit_events SET body = replace(body, '\"p2\"', '\"p9\"') WHERE seq = 5",
             5,
         ),
         (
-            "two events reordered",
-            "UPDATE audit_events SET seq = -6 WHERE seq = 6; UPDATE audit_events SET seq = 6 WHERE seq = 7; \
-             UPDATE audit_events SET seq = 7 WHERE seq = -6",
+            "an event deleted",
+            "DELETE FROM audit_events WHERE seq = 6",
             6,
         ),
-        ("the tail cut", "DELETE FROM audit_events WHERE seq > 6", 7),
+        (
+            "two events reordered",
+            "UPDATE audit_events SET seq = -7 WHERE seq = 7; UPDATE audit_events SET seq = 7 WHERE seq = 8; \
+             UPDATE audit_events SET seq = 8 WHERE seq = -7",
+            7,
+        ),
+        ("the tail cut", "DELETE FROM audit_events WHERE seq > 7", 8),
     ];
     for (what, sql, first_bad) in cases {
         let Some(app) = app_with_history(backend).await else {
@@ -358,6 +369,36 @@ async fn an_export_round_trips_against_its_signed_manifest() {
         assert_eq!(cells[15], row["hash"].as_str().unwrap());
         assert_eq!(cells[16], row["body"].as_str().unwrap());
     }
+
+    // A value a spreadsheet would run as a formula is exported as text.
+    let store = claimgate::store::Store::connect(&app.settings.database)
+        .await
+        .unwrap();
+    let mut crafted = claimgate::audit::AuditEvent::new(
+        claimgate::audit::EventKind::AuditRead,
+        claimgate::audit::Outcome::Success,
+    );
+    crafted.resource = Some("=HYPERLINK(\"http://evil.example\",\"x\")".into());
+    let seq = store.append_audit(&crafted).await.unwrap();
+    let csv = app
+        .call(
+            &auditor,
+            "GET",
+            &format!("/v1/audit/export?format=csv&action=audit.read&until_seq={seq}"),
+            "",
+        )
+        .await;
+    let line = csv
+        .body
+        .split("\r\n")
+        .find(|l| l.starts_with(&format!("\"{seq}\"")))
+        .unwrap();
+    let cells = csv_cells(line);
+    assert_eq!(cells[7], "'=HYPERLINK(\"http://evil.example\",\"x\")");
+    assert!(
+        cells[16].starts_with('{'),
+        "the body cell is JSON, unchanged"
+    );
 
     // Exports are audited.
     let trail = app.audit().await;
