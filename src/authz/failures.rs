@@ -159,4 +159,14 @@ mod tests {
             "a new window starts at 1"
         );
     }
+
+    #[test]
+    fn a_success_is_recorded_once_per_window() {
+        let log = SuccessLog::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(log.first_in_window("key:a", t0));
+        assert!(!log.first_in_window("key:a", t0 + Duration::from_secs(59)));
+        assert!(log.first_in_window("key:b", t0));
+        assert!(log.first_in_window("key:a", t0 + Duration::from_secs(60)));
+    }
 }
