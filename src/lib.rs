@@ -9,11 +9,13 @@
 //!  intake ──► raw store ──► job queue ──► read ──► map ──► clean/validate ──► protect ──► store ──► finish
 //! ```
 //!
-//! What exists so far is the foundation every stage plugs into: settings ([`config`]),
-//! the TLS-only HTTPS listener and its start-up ([`app`]), the HTTP API with one error
-//! type and one request guard ([`api`]), principals and API keys ([`authz`]), the master
-//! key ([`crypto`]), provider tenants ([`providers`]) and the store over SQLite and
-//! PostgreSQL ([`store`]). `docs/architecture.md` keeps the module map.
+//! What exists so far: settings ([`config`]), the TLS-only HTTPS listener and its start-up
+//! ([`app`]), the HTTP API with one route table, one error type and one request guard
+//! ([`api`]), principals, keys, the casbin policy and capabilities ([`authz`]), the
+//! hash-chained audit trail ([`audit`]), keys ([`crypto`]), provider tenants
+//! ([`providers`]), the store over SQLite and PostgreSQL ([`store`]), and the read → map →
+//! validate pipeline ([`formats`], [`mapping`], [`claims`], [`pipeline`]).
+//! `docs/architecture.md` keeps the module map.
 
 pub mod api;
 pub mod app;
