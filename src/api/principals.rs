@@ -86,6 +86,18 @@ impl From<PrincipalView> for PrincipalJson {
     }
 }
 
+/// Authorizes `principals:write` and returns the access with its capability.
+async fn principal_admin(
+    caller: &Caller,
+    state: &AppState,
+) -> Result<(crate::authz::Access, PrincipalAdmin), ApiError> {
+    let access = caller
+        .authorize(state, Permission::PrincipalsWrite, Target::Global)
+        .await?;
+    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    Ok((access, admin))
+}
+
 /// `GET /v1/whoami`: the caller's name, kind and live grants.
 pub async fn whoami(caller: Caller) -> Result<HttpResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
@@ -226,10 +238,7 @@ pub async fn create(
     req: HttpRequest,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let body: CreatePrincipal = super::parse_json(&req, &body.0)?;
     if !valid_principal_name(&body.name) {
         return Err(ApiError::InvalidField {
@@ -295,10 +304,7 @@ pub async fn disable(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let mut event = caller.event_for(&access, EventKind::PrincipalDisabled);
     event.resource = Some(format!("principal:{name}"));
     state.store.disable_principal(&admin, &name, &event).await?;
@@ -313,10 +319,7 @@ pub async fn grant(
     req: HttpRequest,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     if *name == caller.principal.name {
         let mut event = caller.event(EventKind::RoleGranted, crate::audit::Outcome::Denied);
         event.resource = Some(format!("principal:{name}"));
@@ -362,10 +365,7 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
     query: web::Query<RevokeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let (name, role) = path.into_inner();
     let parsed = parse_grant(&GrantRequest {
         role,
@@ -397,10 +397,7 @@ pub async fn create_key(
     req: HttpRequest,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let request: CreateKey = if body.0.is_empty() {
         CreateKey::default()
     } else {
@@ -440,10 +437,7 @@ pub async fn revoke_key(
     state: web::Data<AppState>,
     key_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let id = KeyId::parse(&key_id).ok_or(ApiError::NotFound)?;
     let mut event = caller.event_for(&access, EventKind::KeyRevoked);
     event.resource = Some(format!("key:{id}"));
@@ -468,10 +462,7 @@ pub async fn add_certificate(
     req: HttpRequest,
     body: super::Body,
 ) -> Result<HttpResponse, ApiError> {
-    let access = caller
-        .authorize(&state, Permission::PrincipalsWrite, Target::Global)
-        .await?;
-    let admin = PrincipalAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (access, admin) = principal_admin(&caller, &state).await?;
     let request: AddCertificate = super::parse_json(&req, &body.0)?;
     let fingerprint: String = request
         .sha256

@@ -278,7 +278,7 @@ pub struct Checkpoint {
     pub signed_at: OffsetDateTime,
     /// The Ed25519 public key that signed it.
     pub public_key: Vec<u8>,
-    /// The signature of [`Checkpoint::message`].
+    /// The signature of `Checkpoint::message_for`.
     pub signature: Vec<u8>,
 }
 

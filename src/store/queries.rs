@@ -53,9 +53,7 @@ macro_rules! portable_queries {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
+            finish(tx, audit, journal, now).await?;
             provider_from(&row)
         }
 
@@ -171,9 +169,7 @@ macro_rules! portable_queries {
             if let Some(key) = &new.key {
                 insert_key(&mut tx, id, key, now).await?;
             }
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
+            finish(tx, audit, journal, now).await?;
             Ok(id)
         }
 
@@ -188,10 +184,7 @@ macro_rules! portable_queries {
             let mut tx = begin_write(pool).await?;
             let id = principal_id(&mut tx, name).await?;
             insert_grant(&mut tx, id, grant, now).await?;
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn revoke_grant(
@@ -218,10 +211,7 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn disable_principal(
@@ -242,10 +232,7 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn add_key(
@@ -259,10 +246,7 @@ macro_rules! portable_queries {
             let mut tx = begin_write(pool).await?;
             let id = principal_id(&mut tx, name).await?;
             insert_key(&mut tx, id, key, now).await?;
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn revoke_key(
@@ -283,10 +267,7 @@ macro_rules! portable_queries {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn add_certificate(
@@ -307,10 +288,7 @@ macro_rules! portable_queries {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         async fn grants_of(pool: &$pool, principal_id: i64) -> Result<Vec<Grant>, StoreError> {
@@ -450,6 +428,20 @@ macro_rules! portable_queries {
                 keys,
                 certificates,
             })
+        }
+
+        /// Records `event` as the last statement of `tx`, commits, then copies the event to
+        /// the journal: the one ending of every audited write.
+        async fn finish(
+            mut tx: sqlx::Transaction<'_, $db>,
+            event: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let appended = append_in(&mut tx, event, now).await?;
+            tx.commit().await?;
+            journal.record(&appended);
+            Ok(())
         }
 
         /// Appends `event` inside `tx`, under the chain lock, as the next sequence number.
@@ -648,10 +640,7 @@ macro_rules! portable_queries {
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
             insert_grant(&mut tx, principal_id, grant, now).await?;
-            let appended = append_in(&mut tx, audit, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
-            Ok(())
+            finish(tx, audit, journal, now).await
         }
 
         pub(super) async fn list_claims(
@@ -683,9 +672,7 @@ macro_rules! portable_queries {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let mut event = audit.clone();
             event.records = Some(claims.len() as u64);
-            let appended = append_in(&mut tx, &event, now).await?;
-            tx.commit().await?;
-            journal.record(&appended);
+            finish(tx, &event, journal, now).await?;
             Ok(claims)
         }
     };
