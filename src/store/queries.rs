@@ -610,24 +610,7 @@ macro_rules! portable_queries {
         }
 
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
-            let mut tx = begin_audit_read(pool).await?;
-            let rows = sqlx::query(
-                "SELECT seq, kind, body, prev_hash, hash FROM audit_events ORDER BY seq",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredAuditEvent {
-                        seq: r.try_get("seq")?,
-                        kind: r.try_get("kind")?,
-                        body: r.try_get("body")?,
-                        prev_hash: r.try_get("prev_hash")?,
-                        hash: r.try_get("hash")?,
-                    })
-                })
-                .collect()
+            audit_page(pool, 0, i64::MAX, None, None, i64::MAX).await
         }
 
         pub(super) async fn grant_break_glass(
