@@ -113,6 +113,39 @@ impl MasterKey {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.0.as_ref());
         hex::encode(digest.as_ref().get(..8).unwrap_or_default())
     }
+
+    /// Domain separation of wrapped keys.
+    const WRAP_CONTEXT: &'static [u8] = b"claimgate kek wrap v1\0";
+
+    fn wrap_aad(key_id: &str) -> Vec<u8> {
+        [Self::WRAP_CONTEXT, key_id.as_bytes()].concat()
+    }
+}
+
+impl super::KeyWrapper for MasterKey {
+    fn fingerprint(&self) -> String {
+        MasterKey::fingerprint(self)
+    }
+
+    fn wrap(&self, key_id: &str, key: &[u8; KEY_LEN]) -> Result<Vec<u8>, super::CryptoError> {
+        let kek = super::aead::AeadKey::new(&self.0)?;
+        super::aead::seal_random(&kek, &Self::wrap_aad(key_id), key)
+    }
+
+    fn unwrap(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, super::CryptoError> {
+        let kek = super::aead::AeadKey::new(&self.0)?;
+        let plain = super::aead::open_random(&kek, &Self::wrap_aad(key_id), wrapped)?;
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        if plain.len() != KEY_LEN {
+            return Err(super::CryptoError::Malformed);
+        }
+        key.copy_from_slice(&plain);
+        Ok(key)
+    }
 }
 
 impl fmt::Debug for MasterKey {
