@@ -77,6 +77,9 @@ pub enum ApiError {
         /// A stable reason code.
         reason: &'static str,
     },
+    /// The data key needed was destroyed (crypto-shredding).
+    #[error("the data was encrypted under a destroyed key and cannot be read")]
+    KeyDestroyed,
     /// The audit trail could not record the action, so it was refused (fail closed).
     #[error("the audit trail is unavailable; the action was not performed")]
     AuditUnavailable,
@@ -122,6 +125,7 @@ impl ApiError {
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::KeyDestroyed => "key_destroyed",
             Self::Internal(_) => "internal",
         }
     }
@@ -196,6 +200,7 @@ impl ResponseError for ApiError {
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::SelfGrant => StatusCode::FORBIDDEN,
+            Self::KeyDestroyed => StatusCode::GONE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -234,6 +239,17 @@ impl From<actix_web::error::JsonPayloadError> for ApiError {
             JsonPayloadError::ContentType => Self::UnsupportedMediaType,
             JsonPayloadError::Payload(p) => p.into(),
             _ => Self::MalformedJson,
+        }
+    }
+}
+
+impl From<crate::keyring::KeyringError> for ApiError {
+    fn from(e: crate::keyring::KeyringError) -> Self {
+        use crate::keyring::KeyringError;
+        match e {
+            KeyringError::KeyDestroyed(_) => Self::KeyDestroyed,
+            KeyringError::Store(store) => store.into(),
+            other => Self::internal(other),
         }
     }
 }

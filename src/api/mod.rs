@@ -12,6 +12,7 @@ mod audit;
 pub mod auth;
 mod break_glass;
 mod claims;
+mod data_keys;
 pub mod error;
 pub mod guard;
 mod health;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// Signs export manifests; its public key verifies checkpoints.
     pub signing_key: Arc<crate::crypto::SigningKey>,
+    /// Provider data keys.
+    pub keyring: Arc<crate::keyring::Keyring>,
     /// Failed-authentication counts.
     pub failures: FailureLimiter,
     /// When each credential's success was last audited.
@@ -93,7 +96,7 @@ macro_rules! route {
 
 use Access::{Authenticated, Global, Public, Tenant};
 use Permission::{
-    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, PrincipalsRead, PrincipalsWrite,
+    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, PrincipalsRead, PrincipalsWrite,
     ProvidersRead, ProvidersWrite,
 };
 
@@ -105,6 +108,9 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
     route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
+    route!(GET "/v1/admin/providers/{code}/keys", Global(KeysManage), data_keys::list),
+    route!(POST "/v1/admin/providers/{code}/keys/rotate", Global(KeysManage), data_keys::rotate),
+    route!(POST "/v1/admin/providers/{code}/keys/destroy", Global(KeysManage), data_keys::destroy),
     route!(GET "/v1/admin/principals", Global(PrincipalsRead), principals::list),
     route!(POST "/v1/admin/principals", Global(PrincipalsWrite), principals::create),
     route!(GET "/v1/admin/principals/{name}", Global(PrincipalsRead), principals::show),

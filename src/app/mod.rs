@@ -26,6 +26,7 @@ use crate::authz::{
 };
 use crate::config::{Profile, Settings, production_problems};
 use crate::crypto::{KeyError, MasterKey, SigningKey};
+use crate::keyring::Keyring;
 use crate::store::{NewGrant, NewKey, NewPrincipal, Store, StoreError};
 use conn_limit::{ConnectionLimiter, OverConnectionLimit};
 
@@ -54,6 +55,9 @@ pub enum StartupError {
     /// The audit journal directory.
     #[error(transparent)]
     Journal(#[from] crate::audit::journal::JournalError),
+    /// The data keys in the database do not match the configured key-encryption key.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
     /// The database role serving requests could bypass row-level security.
     #[error("refusing to start: the database role is unsafe:\n{}", .0.join("\n"))]
     UnsafeDatabaseRole(Vec<String>),
@@ -89,7 +93,10 @@ impl Application {
             return Err(StartupError::Unsafe(problems));
         }
         let tls_config = tls::server_config(&settings.tls)?;
-        let master_key = MasterKey::load(&settings.keys.master_key, settings.profile)?;
+        let master_key = Arc::new(MasterKey::load(
+            &settings.keys.master_key,
+            settings.profile,
+        )?);
         let signing_key = Arc::new(SigningKey::load(
             &settings.keys.audit_signing_key,
             settings.profile,
@@ -105,6 +112,8 @@ impl Application {
         if !role_problems.is_empty() {
             return Err(StartupError::UnsafeDatabaseRole(role_problems));
         }
+        let keyring = Arc::new(Keyring::new(store.clone(), master_key.clone()));
+        keyring.check_kek().await?;
         let bootstrap_credential = if settings.profile == Profile::Dev {
             bootstrap_admin(&store).await?
         } else {
@@ -142,6 +151,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             signing_key: signing_key.clone(),
+            keyring,
             policy: Arc::new(policy),
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
             successes: crate::authz::SuccessLog::new(std::time::Duration::from_secs(3600)),

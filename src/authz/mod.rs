@@ -180,11 +180,13 @@ pub enum Permission {
     AuditRead,
     /// Ask for time-limited emergency (break-glass) PHI access.
     EmergencyAccessRequest,
+    /// Rotate and destroy data keys.
+    KeysManage,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::PrincipalsRead,
         Self::PrincipalsWrite,
         Self::ProvidersRead,
@@ -197,6 +199,7 @@ impl Permission {
         Self::ClaimsReadDeidentified,
         Self::AuditRead,
         Self::EmergencyAccessRequest,
+        Self::KeysManage,
     ];
 
     fn parts(self) -> (&'static str, &'static str) {
@@ -213,6 +216,7 @@ impl Permission {
             Self::ClaimsReadDeidentified => ("claims", "read_deidentified"),
             Self::AuditRead => ("audit", "read"),
             Self::EmergencyAccessRequest => ("emergency_access", "request"),
+            Self::KeysManage => ("keys", "manage"),
         }
     }
 
@@ -350,6 +354,22 @@ impl PrincipalAdmin {
     /// credentials, so the database's access control is the check.
     pub fn operator_console() -> Self {
         Self { actor: None }
+    }
+}
+
+/// Capability: may create, rotate and destroy data keys.
+#[derive(Debug)]
+pub struct KeyAdmin(());
+
+impl KeyAdmin {
+    /// From an [`Access`] for [`Permission::KeysManage`].
+    pub fn from_access(access: &Access) -> Option<Self> {
+        (access.permission == Permission::KeysManage).then_some(Self(()))
+    }
+
+    /// For the operator console, and for creating a provider's first key on first use.
+    pub fn operator_console() -> Self {
+        Self(())
     }
 }
 

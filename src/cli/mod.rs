@@ -2,6 +2,7 @@
 //! `principals …`. This is an edge of the program, so errors are `anyhow` here; `main`
 //! prints them as one line.
 
+mod keys;
 mod principals;
 
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ pub enum Command {
         /// What to do with a mapping.
         #[command(subcommand)]
         command: MappingCommand,
+    },
+    /// Manage provider data keys directly in the database: list, rotate, destroy.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Work with the audit trail.
     Audit {
@@ -141,6 +148,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => runtime()?.block_on(verify_audit(load(cli.config)?)),
+        Command::Keys { command } => runtime()?.block_on(keys::run(load(cli.config)?, command)),
         Command::Principals { command } => {
             runtime()?.block_on(principals::run(load(cli.config)?, command))
         }

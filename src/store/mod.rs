@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, Checkpoint, Clock, Journal};
 use crate::authz::{
-    Access, ApiKey, KeyId, KeyRecord, Permission, PhiAccess, Principal, PrincipalAdmin,
+    Access, ApiKey, KeyAdmin, KeyId, KeyRecord, Permission, PhiAccess, Principal, PrincipalAdmin,
     PrincipalKind, ProviderAdmin, Role,
 };
 use crate::config::DatabaseSettings;
@@ -207,6 +207,36 @@ pub struct StoredAuditEvent {
     pub prev_hash: Vec<u8>,
     /// This event's hash.
     pub hash: Vec<u8>,
+}
+
+/// A data key to store: only its wrapped bytes.
+#[derive(Debug)]
+pub struct NewDataKey<'a> {
+    /// The key id.
+    pub key_id: &'a str,
+    /// The fingerprint of the key-encryption key that wrapped it.
+    pub kek_fingerprint: &'a str,
+    /// The wrapped key.
+    pub wrapped_key: &'a [u8],
+}
+
+/// A stored data key.
+#[derive(Debug, Clone)]
+pub struct StoredDataKey {
+    /// The key id.
+    pub key_id: String,
+    /// Its provider's code.
+    pub provider: String,
+    /// The key-encryption key that wrapped it.
+    pub kek_fingerprint: String,
+    /// The wrapped key; `None` once destroyed.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Rotated out: opens old values, seals nothing new.
+    pub retired_at: Option<OffsetDateTime>,
+    /// Destroyed (crypto-shredded).
+    pub destroyed_at: Option<OffsetDateTime>,
 }
 
 /// The storage handle: a connection pool for the configured backend, the clock that
@@ -588,6 +618,62 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 postgres::list_claims(pool, &access.provider, audit, &self.journal, now).await
+            }
+        }
+    }
+
+    /// Data keys of one provider, or of all (`None`), oldest first.
+    pub async fn data_keys(
+        &self,
+        provider: Option<&ProviderCode>,
+    ) -> Result<Vec<StoredDataKey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::data_keys(pool, provider).await,
+            Backend::Postgres(pool) => postgres::data_keys(pool, provider).await,
+        }
+    }
+
+    /// One data key by id.
+    pub async fn data_key(&self, key_id: &str) -> Result<Option<StoredDataKey>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::data_key(pool, key_id).await,
+            Backend::Postgres(pool) => postgres::data_key(pool, key_id).await,
+        }
+    }
+
+    /// Retires the provider's active data key and stores `new` as active, audited.
+    pub async fn rotate_data_key(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        new: &NewDataKey<'_>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
+            }
+        }
+    }
+
+    /// Erases the provider's wrapped data keys (crypto-shredding), audited; how many.
+    pub async fn destroy_data_keys(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::destroy_data_keys(pool, provider, audit, &self.journal, now).await
+            }
+            Backend::Postgres(pool) => {
+                postgres::destroy_data_keys(pool, provider, audit, &self.journal, now).await
             }
         }
     }

@@ -14,8 +14,8 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            ClaimSummary, KeyView, NewGrant, NewKey, NewPrincipal, PrincipalView,
-            StoreError, StoredAuditEvent,
+            ClaimSummary, KeyView, NewDataKey, NewGrant, NewKey, NewPrincipal, PrincipalView,
+            StoreError, StoredAuditEvent, StoredDataKey,
         };
 
         pub(super) async fn applied_migrations(pool: &$pool) -> Result<Vec<i64>, sqlx::Error> {
@@ -611,6 +611,109 @@ macro_rules! portable_queries {
 
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
             audit_page(pool, 0, i64::MAX, None, None, i64::MAX).await
+        }
+
+        fn data_key_from(row: &$row) -> Result<StoredDataKey, StoreError> {
+            Ok(StoredDataKey {
+                key_id: row.try_get("key_id")?,
+                provider: row.try_get("code")?,
+                kek_fingerprint: row.try_get("kek_fingerprint")?,
+                wrapped_key: row.try_get("wrapped_key")?,
+                created_at: row.try_get("created_at")?,
+                retired_at: row.try_get("retired_at")?,
+                destroyed_at: row.try_get("destroyed_at")?,
+            })
+        }
+
+        pub(super) async fn data_keys(
+            pool: &$pool,
+            provider: Option<&ProviderCode>,
+        ) -> Result<Vec<StoredDataKey>, StoreError> {
+            sqlx::query(
+                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.created_at, \
+                 k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
+                 WHERE $1 IS NULL OR p.code = $1 ORDER BY k.created_at, k.key_id",
+            )
+            .bind(provider.map(ProviderCode::as_str))
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(data_key_from)
+            .collect()
+        }
+
+        pub(super) async fn data_key(pool: &$pool, key_id: &str) -> Result<Option<StoredDataKey>, StoreError> {
+            sqlx::query(
+                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.created_at, \
+                 k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
+                 WHERE k.key_id = $1",
+            )
+            .bind(key_id)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(data_key_from)
+            .transpose()
+        }
+
+        /// Retires the provider's active key (if any) and stores `new` as the active one.
+        pub(super) async fn rotate_data_key(
+            pool: &$pool,
+            provider: &ProviderCode,
+            new: &NewDataKey<'_>,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let provider_id: i64 = sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
+                .bind(provider.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::UnknownProvider)?;
+            sqlx::query(
+                "UPDATE data_keys SET retired_at = $2 WHERE provider_id = $1 \
+                 AND retired_at IS NULL AND destroyed_at IS NULL",
+            )
+            .bind(provider_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(new.key_id)
+            .bind(provider_id)
+            .bind(new.kek_fingerprint)
+            .bind(new.wrapped_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            finish(tx, audit, journal, now).await
+        }
+
+        /// Erases every wrapped key of the provider; returns how many were destroyed.
+        pub(super) async fn destroy_data_keys(
+            pool: &$pool,
+            provider: &ProviderCode,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<u64, StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let done = sqlx::query(
+                "UPDATE data_keys SET wrapped_key = NULL, destroyed_at = $2 \
+                 WHERE destroyed_at IS NULL AND provider_id = (SELECT id FROM providers WHERE code = $1)",
+            )
+            .bind(provider.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let mut event = audit.clone();
+            event.records = Some(done.rows_affected());
+            finish(tx, &event, journal, now).await?;
+            Ok(done.rows_affected())
         }
 
         pub(super) async fn grant_break_glass(

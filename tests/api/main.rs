@@ -13,6 +13,7 @@ mod access;
 mod audit;
 mod config;
 mod http;
+mod keys;
 mod postgres_roles;
 mod readiness;
 mod startup;

@@ -432,4 +432,26 @@ async fn the_principals_console_bootstraps_an_admin_and_refuses_mistakes_clearly
     .await
     .unwrap();
     assert_refused(&verify(), &["broken at sequence number 2"]);
+
+    // The keys console refuses what it cannot do, with one clear line.
+    let keys = |args: &[&str]| {
+        let mut all = vec!["--config", "claimgate.toml", "keys"];
+        all.extend_from_slice(args);
+        claimgate(dir.path(), &all)
+    };
+    assert_refused(
+        &keys(&["rotate", "--provider", "acme"]),
+        &["--provider acme: no such provider"],
+    );
+    assert_refused(
+        &keys(&["destroy", "--provider", "acme", "--confirm", "acm"]),
+        &["--confirm must repeat the provider code"],
+    );
+    let listed = keys(&["list"]);
+    assert!(
+        listed.ok && listed.stdout.is_empty(),
+        "{}{}",
+        listed.stdout,
+        listed.stderr
+    );
 }

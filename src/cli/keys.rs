@@ -1,0 +1,113 @@
+//! `claimgate keys list|rotate|destroy`: the operator console for provider data keys.
+//! Every change is audited with no actor.
+
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::authz::KeyAdmin;
+use crate::config::Settings;
+use crate::crypto::MasterKey;
+use crate::keyring::Keyring;
+use crate::providers::ProviderCode;
+use crate::store::Store;
+
+/// `claimgate keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List data keys (ids, states, the wrapping key's fingerprint; never key material).
+    List {
+        /// Only this provider's.
+        #[arg(long)]
+        provider: Option<String>,
+    },
+    /// Create a new data key for a provider; new writes use it, the old one is retired.
+    Rotate {
+        /// The provider code.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Destroy every data key of a provider (crypto-shredding): its PHI and raw files
+    /// can never be read again.
+    Destroy {
+        /// The provider code.
+        #[arg(long)]
+        provider: String,
+        /// The provider code again, to confirm.
+        #[arg(long)]
+        confirm: String,
+    },
+}
+
+fn code(text: &str) -> anyhow::Result<ProviderCode> {
+    ProviderCode::parse(text).map_err(|e| anyhow::anyhow!("--provider {text:?}: {e}"))
+}
+
+/// Runs one `keys` command.
+pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let kek = Arc::new(MasterKey::load(
+        &settings.keys.master_key,
+        settings.profile,
+    )?);
+    let keyring = Keyring::new(store.clone(), kek);
+    keyring.check_kek().await?;
+    let console = |kind: EventKind, provider: &ProviderCode| {
+        let mut event = AuditEvent::new(kind, Outcome::Success);
+        event.provider = Some(provider.as_str().to_owned());
+        event
+    };
+    match command {
+        KeysCommand::List { provider } => {
+            let provider = provider.as_deref().map(code).transpose()?;
+            for k in store.data_keys(provider.as_ref()).await? {
+                let state = if k.destroyed_at.is_some() {
+                    "destroyed"
+                } else if k.retired_at.is_some() {
+                    "retired"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{state}\tkek {}",
+                    k.provider, k.key_id, k.kek_fingerprint
+                );
+            }
+        }
+        KeysCommand::Rotate { provider } => {
+            let provider = code(&provider)?;
+            anyhow::ensure!(
+                store.provider(&provider).await?.is_some(),
+                "--provider {provider}: no such provider"
+            );
+            let id = keyring
+                .rotate(
+                    &KeyAdmin::operator_console(),
+                    &provider,
+                    &console(EventKind::DataKeyRotated, &provider),
+                )
+                .await?;
+            println!("{provider}: new data key {id}; earlier keys are retired");
+        }
+        KeysCommand::Destroy { provider, confirm } => {
+            anyhow::ensure!(
+                confirm == provider,
+                "--confirm must repeat the provider code exactly"
+            );
+            let provider = code(&provider)?;
+            let destroyed = keyring
+                .destroy(
+                    &KeyAdmin::operator_console(),
+                    &provider,
+                    &console(EventKind::DataKeyDestroyed, &provider),
+                )
+                .await?;
+            println!(
+                "{provider}: destroyed {destroyed} data keys; its encrypted data is unreadable"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Provider data keys in use: created on a provider's first need, unwrapped with the
+//! key-encryption key, cached, rotated (the old key is retired: it still opens what it
+//! sealed) and destroyed (crypto-shredding: its wrapped bytes are erased, and everything
+//! it sealed, fields and raw-file keys, can no longer be opened by any path).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::authz::KeyAdmin;
+use crate::crypto::{CryptoError, DataKey, Envelope, FieldSlot, KeyWrapper, aead};
+use crate::providers::ProviderCode;
+use crate::store::{NewDataKey, Store, StoreError, StoredDataKey};
+
+/// Why a key could not be had or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The key was destroyed: what it sealed is gone for good.
+    #[error("data key {0} was destroyed")]
+    KeyDestroyed(String),
+    /// No such key.
+    #[error("data key {0} does not exist")]
+    UnknownKey(String),
+    /// Stored keys are wrapped by a key-encryption key the configuration does not have.
+    #[error(
+        "keys.master_key_file: the database holds data keys wrapped by the key-encryption key with fingerprint {found}; the configured key has fingerprint {configured}"
+    )]
+    KekMismatch {
+        /// The fingerprint in the database.
+        found: String,
+        /// The configured key's.
+        configured: String,
+    },
+    /// Encryption or decryption failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long an unwrapped key is used before its stored state is read again, so that a
+/// destruction done by another instance takes effect here within this time.
+const REVALIDATE_AFTER: Duration = Duration::from_secs(5);
+
+/// A cached unwrapped key: its provider, the key, and when its state was last read.
+type CachedKey = (String, Arc<DataKey>, Instant);
+
+/// Where data keys come from and go.
+pub struct Keyring {
+    store: Store,
+    kek: Arc<dyn KeyWrapper>,
+    /// Unwrapped keys by key id.
+    cache: Mutex<HashMap<String, CachedKey>>,
+    revalidate_after: Duration,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("kek", &self.kek.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+const FILE_KEY_SLOT: (&str, &str) = ("raw_files", "file_key");
+
+impl Keyring {
+    /// A keyring over `store`, wrapping with `kek`.
+    pub fn new(store: Store, kek: Arc<dyn KeyWrapper>) -> Self {
+        Self {
+            store,
+            kek,
+            cache: Mutex::default(),
+            revalidate_after: REVALIDATE_AFTER,
+        }
+    }
+
+    /// The same keyring, re-reading a cached key's state after `after` (default 5 s).
+    pub fn with_revalidation(mut self, after: Duration) -> Self {
+        self.revalidate_after = after;
+        self
+    }
+
+    /// Refuses when a live stored key was wrapped by another key-encryption key.
+    pub async fn check_kek(&self) -> Result<(), KeyringError> {
+        let configured = self.kek.fingerprint();
+        let keys = self.store.data_keys(None).await?;
+        match keys
+            .iter()
+            .find(|k| k.destroyed_at.is_none() && k.kek_fingerprint != configured)
+        {
+            Some(k) => Err(KeyringError::KekMismatch {
+                found: k.kek_fingerprint.clone(),
+                configured,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn cached(&self, key_id: &str) -> Option<Arc<DataKey>> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .get(key_id)
+            .filter(|(_, _, checked)| checked.elapsed() < self.revalidate_after)
+            .map(|(_, k, _)| Arc::clone(k))
+    }
+
+    fn unwrap_stored(&self, stored: &StoredDataKey) -> Result<Arc<DataKey>, KeyringError> {
+        let wrapped = stored
+            .wrapped_key
+            .as_deref()
+            .ok_or_else(|| KeyringError::KeyDestroyed(stored.key_id.clone()))?;
+        let bytes = self.kek.unwrap(&stored.key_id, wrapped)?;
+        let key = Arc::new(DataKey::from_bytes(&stored.key_id, bytes, 0)?);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                stored.key_id.clone(),
+                (stored.provider.clone(), Arc::clone(&key), Instant::now()),
+            );
+        Ok(key)
+    }
+
+    /// The key that seals new values for `provider`, created on first need.
+    pub async fn sealing_key(&self, provider: &ProviderCode) -> Result<Arc<DataKey>, KeyringError> {
+        for _ in 0..2 {
+            let keys = self.store.data_keys(Some(provider)).await?;
+            if let Some(active) = keys
+                .iter()
+                .find(|k| k.retired_at.is_none() && k.destroyed_at.is_none())
+            {
+                return match self.cached(&active.key_id) {
+                    Some(key) => Ok(key),
+                    None => self.unwrap_stored(active),
+                };
+            }
+            let mut event = AuditEvent::new(EventKind::DataKeyCreated, Outcome::Success);
+            event.provider = Some(provider.as_str().to_owned());
+            match self
+                .create(&KeyAdmin::operator_console(), provider, &event)
+                .await
+            {
+                // Another request created it first: read it.
+                Err(KeyringError::Store(StoreError::Conflict)) => continue,
+                other => return other,
+            }
+        }
+        Err(KeyringError::Store(StoreError::Conflict))
+    }
+
+    async fn create(
+        &self,
+        admin: &KeyAdmin,
+        provider: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<Arc<DataKey>, KeyringError> {
+        let mut suffix = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut suffix).map_err(|_| CryptoError::Random)?;
+        let key_id = format!("{provider}-{}", hex::encode(suffix));
+        let key = DataKey::generate(&key_id)?;
+        let wrapped = self.kek.wrap(&key_id, key.bytes())?;
+        let mut event = audit.clone();
+        event.resource = Some(format!("datakey:{key_id}"));
+        self.store
+            .rotate_data_key(
+                admin,
+                provider,
+                &NewDataKey {
+                    key_id: &key_id,
+                    kek_fingerprint: &self.kek.fingerprint(),
+                    wrapped_key: &wrapped,
+                },
+                &event,
+            )
+            .await?;
+        let key = Arc::new(key);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key_id,
+                (provider.to_string(), Arc::clone(&key), Instant::now()),
+            );
+        Ok(key)
+    }
+
+    /// Creates a new active key for `provider`; the old one is retired. Returns the new id.
+    pub async fn rotate(
+        &self,
+        admin: &KeyAdmin,
+        provider: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<String, KeyringError> {
+        self.create(admin, provider, audit)
+            .await
+            .map(|k| k.id().to_owned())
+    }
+
+    /// Destroys every data key of `provider`; returns how many.
+    pub async fn destroy(
+        &self,
+        admin: &KeyAdmin,
+        provider: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<u64, KeyringError> {
+        let destroyed = self.store.destroy_data_keys(admin, provider, audit).await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (p, _, _)| p != provider.as_str());
+        Ok(destroyed)
+    }
+
+    /// The key with id `key_id`, to open what it sealed.
+    pub async fn opening_key(&self, key_id: &str) -> Result<Arc<DataKey>, KeyringError> {
+        if let Some(key) = self.cached(key_id) {
+            return Ok(key);
+        }
+        let stored = self
+            .store
+            .data_key(key_id)
+            .await?
+            .ok_or_else(|| KeyringError::UnknownKey(key_id.to_owned()))?;
+        self.unwrap_stored(&stored)
+    }
+
+    /// Seals a PHI value for `slot` under the provider's active key.
+    pub async fn seal_field(
+        &self,
+        provider: &ProviderCode,
+        slot: FieldSlot<'_>,
+        value: &[u8],
+    ) -> Result<Vec<u8>, KeyringError> {
+        Ok(self.sealing_key(provider).await?.seal(slot, value)?)
+    }
+
+    /// Opens a sealed PHI value; [`KeyringError::KeyDestroyed`] after crypto-shredding.
+    pub async fn open_field(
+        &self,
+        slot: FieldSlot<'_>,
+        envelope: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyringError> {
+        let key_id = Envelope::parse(envelope)?.key_id.to_owned();
+        Ok(self.opening_key(&key_id).await?.open(slot, envelope)?)
+    }
+
+    /// A new random key for the raw file `file_id` and that key sealed under the
+    /// provider's data key (to store beside the encrypted file).
+    pub async fn new_file_key(
+        &self,
+        provider: &ProviderCode,
+        file_id: &str,
+    ) -> Result<(Zeroizing<[u8; aead::KEY_LEN]>, Vec<u8>), KeyringError> {
+        let key = aead::random_key()?;
+        let slot = FieldSlot {
+            table: FILE_KEY_SLOT.0,
+            column: FILE_KEY_SLOT.1,
+            row: file_id,
+        };
+        let sealed = self.seal_field(provider, slot, key.as_ref()).await?;
+        Ok((key, sealed))
+    }
+
+    /// Opens a raw file's sealed key.
+    pub async fn open_file_key(
+        &self,
+        file_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<[u8; aead::KEY_LEN]>, KeyringError> {
+        let slot = FieldSlot {
+            table: FILE_KEY_SLOT.0,
+            column: FILE_KEY_SLOT.1,
+            row: file_id,
+        };
+        let plain = self.open_field(slot, sealed).await?;
+        let mut key = Zeroizing::new([0u8; aead::KEY_LEN]);
+        if plain.len() != aead::KEY_LEN {
+            return Err(CryptoError::Malformed.into());
+        }
+        key.copy_from_slice(&plain);
+        Ok(key)
+    }
+}
