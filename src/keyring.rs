@@ -115,7 +115,8 @@ impl Keyring {
             .as_deref()
             .ok_or_else(|| KeyringError::KeyDestroyed(stored.key_id.clone()))?;
         let bytes = self.kek.unwrap(&stored.key_id, wrapped)?;
-        let key = Arc::new(DataKey::from_bytes(&stored.key_id, bytes, 0)?);
+        let sealed = u64::try_from(stored.sealed).unwrap_or(0);
+        let key = Arc::new(DataKey::from_bytes(&stored.key_id, bytes, sealed)?);
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -214,6 +215,45 @@ impl Keyring {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (p, _, _)| p != provider.as_str());
         Ok(destroyed)
+    }
+
+    /// Records the seal counts of the keys in use, so that the 2^32 limit holds across
+    /// restarts. Called periodically and at stop.
+    pub async fn record_seal_counts(&self) -> Result<(), KeyringError> {
+        let counts: Vec<(String, i64)> = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(id, (_, key, _))| (id.clone(), i64::try_from(key.sealed()).unwrap_or(i64::MAX)))
+            .collect();
+        self.store.record_seal_counts(&counts).await?;
+        Ok(())
+    }
+
+    /// Wraps every live data key anew under `new_kek` (rotation of the key-encryption key;
+    /// the data keys and everything they sealed stay as they are). Returns how many.
+    pub async fn rewrap(
+        &self,
+        admin: &KeyAdmin,
+        new_kek: &dyn KeyWrapper,
+        audit: &AuditEvent,
+    ) -> Result<usize, KeyringError> {
+        let mut rewrapped = Vec::new();
+        for stored in self.store.data_keys(None).await? {
+            let Some(wrapped) = stored.wrapped_key.as_deref() else {
+                continue;
+            };
+            let bytes = self.kek.unwrap(&stored.key_id, wrapped)?;
+            rewrapped.push((stored.key_id.clone(), new_kek.wrap(&stored.key_id, &bytes)?));
+        }
+        let mut event = audit.clone();
+        event.records = Some(rewrapped.len() as u64);
+        event.resource = Some(format!("kek:{}", new_kek.fingerprint()));
+        self.store
+            .rewrap_data_keys(admin, &rewrapped, &new_kek.fingerprint(), &event)
+            .await?;
+        Ok(rewrapped.len())
     }
 
     /// The key with id `key_id`, to open what it sealed.

@@ -7,6 +7,7 @@ CREATE TABLE data_keys (
     provider_id     BIGINT NOT NULL REFERENCES providers (id),
     kek_fingerprint TEXT NOT NULL,
     wrapped_key     BYTEA,
+    sealed          BIGINT NOT NULL DEFAULT 0,
     created_at      TIMESTAMPTZ NOT NULL,
     retired_at      TIMESTAMPTZ,
     destroyed_at    TIMESTAMPTZ,

@@ -4,6 +4,7 @@ CREATE TABLE data_keys (
     provider_id     INTEGER NOT NULL REFERENCES providers (id),
     kek_fingerprint TEXT NOT NULL,
     wrapped_key     BLOB,
+    sealed          INTEGER NOT NULL DEFAULT 0,
     created_at      TEXT NOT NULL,
     retired_at      TEXT,
     destroyed_at    TEXT,

@@ -82,7 +82,8 @@ pub struct Application {
     master_key_fingerprint: String,
     store: Store,
     signing_key: Arc<SigningKey>,
-    checkpoints: tokio::task::JoinHandle<()>,
+    keyring: Arc<Keyring>,
+    housekeeping: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -114,6 +115,12 @@ impl Application {
         }
         let keyring = Arc::new(Keyring::new(store.clone(), master_key.clone()));
         keyring.check_kek().await?;
+        let housekeeping = spawn_housekeeping(
+            store.clone(),
+            signing_key.clone(),
+            keyring.clone(),
+            settings.audit.checkpoint_interval,
+        );
         let bootstrap_credential = if settings.profile == Profile::Dev {
             bootstrap_admin(&store).await?
         } else {
@@ -131,11 +138,6 @@ impl Application {
         ));
         store.append_audit(&started).await?;
         store.checkpoint(&signing_key).await?;
-        let checkpoints = spawn_checkpoints(
-            store.clone(),
-            signing_key.clone(),
-            settings.audit.checkpoint_interval,
-        );
 
         let listener = std::net::TcpListener::bind(settings.http.listen).map_err(|source| {
             StartupError::Bind {
@@ -151,7 +153,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             signing_key: signing_key.clone(),
-            keyring,
+            keyring: keyring.clone(),
             policy: Arc::new(policy),
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
             successes: crate::authz::SuccessLog::new(std::time::Duration::from_secs(3600)),
@@ -190,7 +192,8 @@ impl Application {
             master_key_fingerprint: master_key.fingerprint(),
             store,
             signing_key,
-            checkpoints,
+            keyring,
+            housekeeping,
         })
     }
 
@@ -214,11 +217,14 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped through [`Self::handle`]; then records the stop and signs a
-    /// last checkpoint of the audit chain.
+    /// Serves until stopped through [`Self::handle`]; then records the data keys' seal
+    /// counts and the stop, and signs a last checkpoint of the audit chain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        self.checkpoints.abort();
+        self.housekeeping.abort();
+        if let Err(e) = self.keyring.record_seal_counts().await {
+            tracing::error!(error = %e, "could not record data-key seal counts");
+        }
         let stopped = AuditEvent::new(EventKind::ServerStopped, Outcome::Success);
         if let Err(e) = self.store.append_audit(&stopped).await {
             tracing::error!(error = %e, "could not record the server stop");
@@ -230,10 +236,12 @@ impl Application {
     }
 }
 
-/// Signs the audit chain head every `interval` (when it moved).
-fn spawn_checkpoints(
+/// Every `interval`: signs the audit chain head (when it moved) and records the data
+/// keys' seal counts.
+fn spawn_housekeeping(
     store: Store,
     key: Arc<SigningKey>,
+    keyring: Arc<Keyring>,
     interval: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -243,6 +251,9 @@ fn spawn_checkpoints(
             ticks.tick().await;
             if let Err(e) = store.checkpoint(&key).await {
                 tracing::error!(error = %e, "could not sign an audit checkpoint");
+            }
+            if let Err(e) = keyring.record_seal_counts().await {
+                tracing::error!(error = %e, "could not record data-key seal counts");
             }
         }
     })

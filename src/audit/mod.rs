@@ -138,6 +138,9 @@ pub enum EventKind {
     /// A provider data key was destroyed (crypto-shredding).
     #[serde(rename = "datakey.destroyed")]
     DataKeyDestroyed,
+    /// Every data key was wrapped anew under another key-encryption key.
+    #[serde(rename = "kek.rotated")]
+    KekRotated,
 }
 
 impl EventKind {
@@ -171,6 +174,7 @@ impl EventKind {
             Self::DataKeyCreated => "datakey.created",
             Self::DataKeyRotated => "datakey.rotated",
             Self::DataKeyDestroyed => "datakey.destroyed",
+            Self::KekRotated => "kek.rotated",
         }
     }
 }

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::KeyAdmin;
-use crate::config::Settings;
+use crate::config::{MasterKeySource, Profile, Settings};
 use crate::crypto::MasterKey;
 use crate::keyring::Keyring;
 use crate::providers::ProviderCode;
@@ -27,6 +27,13 @@ pub enum KeysCommand {
         /// The provider code.
         #[arg(long)]
         provider: String,
+    },
+    /// Wrap every data key anew under another master key (rotation of the key-encryption
+    /// key); then point `keys.master_key_file` at the new key.
+    Rewrap {
+        /// The new master key file (64 hex characters, mode 0600).
+        #[arg(long)]
+        new_master_key_file: std::path::PathBuf,
     },
     /// Destroy every data key of a provider (crypto-shredding): its PHI and raw files
     /// can never be read again.
@@ -90,6 +97,26 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
                 )
                 .await?;
             println!("{provider}: new data key {id}; earlier keys are retired");
+        }
+        KeysCommand::Rewrap {
+            new_master_key_file,
+        } => {
+            let new_kek = MasterKey::load(
+                &MasterKeySource::File(new_master_key_file.clone()),
+                Profile::Production,
+            )?;
+            let count = keyring
+                .rewrap(
+                    &KeyAdmin::operator_console(),
+                    &new_kek,
+                    &AuditEvent::new(EventKind::KekRotated, Outcome::Success),
+                )
+                .await?;
+            println!(
+                "wrapped {count} data keys under the master key {}; set keys.master_key_file = {:?} before the next start",
+                new_kek.fingerprint(),
+                new_master_key_file.display().to_string()
+            );
         }
         KeysCommand::Destroy { provider, confirm } => {
             anyhow::ensure!(

@@ -231,6 +231,8 @@ pub struct StoredDataKey {
     pub kek_fingerprint: String,
     /// The wrapped key; `None` once destroyed.
     pub wrapped_key: Option<Vec<u8>>,
+    /// Values it has sealed, as last recorded.
+    pub sealed: i64,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Rotated out: opens old values, seals nothing new.
@@ -656,6 +658,50 @@ impl Store {
             }
             Backend::Postgres(pool) => {
                 postgres::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
+            }
+        }
+    }
+
+    /// Records how many values each data key has sealed (counts only go up).
+    pub async fn record_seal_counts(&self, counts: &[(String, i64)]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::record_seal_counts(pool, counts).await,
+            Backend::Postgres(pool) => postgres::record_seal_counts(pool, counts).await,
+        }
+    }
+
+    /// Stores every live data key wrapped anew by the key-encryption key `kek_fingerprint`,
+    /// in one transaction, audited.
+    pub async fn rewrap_data_keys(
+        &self,
+        _: &KeyAdmin,
+        rewrapped: &[(String, Vec<u8>)],
+        kek_fingerprint: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => {
+                sqlite::rewrap_data_keys(
+                    pool,
+                    rewrapped,
+                    kek_fingerprint,
+                    audit,
+                    &self.journal,
+                    now,
+                )
+                .await
+            }
+            Backend::Postgres(pool) => {
+                postgres::rewrap_data_keys(
+                    pool,
+                    rewrapped,
+                    kek_fingerprint,
+                    audit,
+                    &self.journal,
+                    now,
+                )
+                .await
             }
         }
     }

@@ -619,6 +619,7 @@ macro_rules! portable_queries {
                 provider: row.try_get("code")?,
                 kek_fingerprint: row.try_get("kek_fingerprint")?,
                 wrapped_key: row.try_get("wrapped_key")?,
+                sealed: row.try_get("sealed")?,
                 created_at: row.try_get("created_at")?,
                 retired_at: row.try_get("retired_at")?,
                 destroyed_at: row.try_get("destroyed_at")?,
@@ -630,7 +631,7 @@ macro_rules! portable_queries {
             provider: Option<&ProviderCode>,
         ) -> Result<Vec<StoredDataKey>, StoreError> {
             sqlx::query(
-                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.created_at, \
+                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.sealed, k.created_at, \
                  k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
                  WHERE $1 IS NULL OR p.code = $1 ORDER BY k.created_at, k.key_id",
             )
@@ -644,7 +645,7 @@ macro_rules! portable_queries {
 
         pub(super) async fn data_key(pool: &$pool, key_id: &str) -> Result<Option<StoredDataKey>, StoreError> {
             sqlx::query(
-                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.created_at, \
+                "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.sealed, k.created_at, \
                  k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
                  WHERE k.key_id = $1",
             )
@@ -690,6 +691,47 @@ macro_rules! portable_queries {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            finish(tx, audit, journal, now).await
+        }
+
+        /// Raises the stored seal counts to the given ones (never lowers them).
+        pub(super) async fn record_seal_counts(
+            pool: &$pool,
+            counts: &[(String, i64)],
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            for (key_id, sealed) in counts {
+                sqlx::query("UPDATE data_keys SET sealed = $2 WHERE key_id = $1 AND sealed < $2")
+                    .bind(key_id)
+                    .bind(sealed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Replaces every live key's wrapping (a new key-encryption key), audited.
+        pub(super) async fn rewrap_data_keys(
+            pool: &$pool,
+            rewrapped: &[(String, Vec<u8>)],
+            kek_fingerprint: &str,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            for (key_id, wrapped) in rewrapped {
+                sqlx::query(
+                    "UPDATE data_keys SET wrapped_key = $2, kek_fingerprint = $3 \
+                     WHERE key_id = $1 AND destroyed_at IS NULL",
+                )
+                .bind(key_id)
+                .bind(wrapped)
+                .bind(kek_fingerprint)
+                .execute(&mut *tx)
+                .await?;
+            }
             finish(tx, audit, journal, now).await
         }
 

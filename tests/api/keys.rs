@@ -267,3 +267,68 @@ async fn the_keys_api_rotates_lists_and_destroys_with_confirmation() {
         404
     );
 }
+
+#[tokio::test]
+async fn seal_counts_survive_a_restart_and_the_kek_rotates_by_rewrapping() {
+    let app = TestApp::sqlite(&[]).await;
+    app.provider("acme").await;
+    let store = Store::connect(&app.settings.database).await.unwrap();
+    let old_kek = Arc::new(MasterKey::load(&app.settings.keys.master_key, Profile::Dev).unwrap());
+    let keyring = Keyring::new(store.clone(), old_kek.clone());
+    let acme = ProviderCode::parse("acme").unwrap();
+    let mut sealed = Vec::new();
+    for n in 0..5 {
+        let row = format!("C{n}");
+        sealed.push((
+            row.clone(),
+            keyring.seal_field(&acme, slot(&row), b"V").await.unwrap(),
+        ));
+    }
+    keyring.record_seal_counts().await.unwrap();
+    let stored = store.data_keys(Some(&acme)).await.unwrap();
+    assert_eq!(stored[0].sealed, 5, "the count is recorded");
+    let reloaded = Keyring::new(store.clone(), old_kek.clone());
+    assert_eq!(
+        reloaded.sealing_key(&acme).await.unwrap().sealed(),
+        5,
+        "and reloaded"
+    );
+
+    // KEK rotation: rewrap under a new master key; the data keys and values stay.
+    let dir = tempfile::tempdir().unwrap();
+    let new_source = MasterKeySource::File(dir.path().join("new.key"));
+    let new_kek = Arc::new(MasterKey::load(&new_source, Profile::Dev).unwrap());
+    let count = keyring
+        .rewrap(
+            &KeyAdmin::operator_console(),
+            new_kek.as_ref(),
+            &event(EventKind::KekRotated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let under_new = Keyring::new(store.clone(), new_kek.clone());
+    under_new.check_kek().await.unwrap();
+    for (row, envelope) in &sealed {
+        assert_eq!(
+            under_new
+                .open_field(slot(row), envelope)
+                .await
+                .unwrap()
+                .as_slice(),
+            b"V"
+        );
+    }
+    assert!(matches!(
+        Keyring::new(store.clone(), old_kek).check_kek().await,
+        Err(KeyringError::KekMismatch { found, .. }) if found == new_kek.fingerprint()
+    ));
+    let kinds: Vec<String> = store
+        .audit_events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"kek.rotated".to_owned()));
+}
