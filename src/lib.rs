@@ -31,5 +31,6 @@ pub mod keyring;
 pub mod mapping;
 pub mod pipeline;
 pub mod providers;
+pub mod raw_store;
 pub mod store;
 pub mod telemetry;

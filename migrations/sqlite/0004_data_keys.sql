@@ -12,3 +12,11 @@ CREATE TABLE data_keys (
 );
 CREATE UNIQUE INDEX data_keys_active ON data_keys (provider_id)
     WHERE retired_at IS NULL AND destroyed_at IS NULL;
+
+CREATE TABLE raw_files (
+    file_id        TEXT PRIMARY KEY,
+    provider_id    INTEGER NOT NULL REFERENCES providers (id),
+    sealed_key     BLOB NOT NULL,
+    stored_bytes   INTEGER NOT NULL,
+    created_at     TEXT NOT NULL
+);

@@ -220,6 +220,17 @@ pub struct NewDataKey<'a> {
     pub wrapped_key: &'a [u8],
 }
 
+/// A raw file's record (its encrypted bytes live in the raw store).
+#[derive(Debug)]
+pub struct NewRawFile<'a> {
+    /// The file id.
+    pub file_id: &'a str,
+    /// The per-file key, sealed under the provider's data key.
+    pub sealed_key: &'a [u8],
+    /// Size of the encrypted file.
+    pub stored_bytes: i64,
+}
+
 /// A stored data key.
 #[derive(Debug, Clone)]
 pub struct StoredDataKey {
@@ -659,6 +670,31 @@ impl Store {
             Backend::Postgres(pool) => {
                 postgres::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
             }
+        }
+    }
+
+    /// Records a stored raw file (under the provider's tenancy).
+    pub async fn insert_raw_file(
+        &self,
+        provider: &ProviderCode,
+        file: &NewRawFile<'_>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::insert_raw_file(pool, provider, file, now).await,
+            Backend::Postgres(pool) => postgres::insert_raw_file(pool, provider, file, now).await,
+        }
+    }
+
+    /// The sealed key of one of the provider's raw files.
+    pub async fn raw_file_key(
+        &self,
+        provider: &ProviderCode,
+        file_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => sqlite::raw_file_key(pool, provider, file_id).await,
+            Backend::Postgres(pool) => postgres::raw_file_key(pool, provider, file_id).await,
         }
     }
 

@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            ClaimSummary, KeyView, NewDataKey, NewGrant, NewKey, NewPrincipal, PrincipalView,
+            ClaimSummary, KeyView, NewDataKey, NewGrant, NewKey, NewPrincipal, NewRawFile, PrincipalView,
             StoreError, StoredAuditEvent, StoredDataKey,
         };
 
@@ -692,6 +692,49 @@ macro_rules! portable_queries {
             .execute(&mut *tx)
             .await?;
             finish(tx, audit, journal, now).await
+        }
+
+        pub(super) async fn insert_raw_file(
+            pool: &$pool,
+            provider: &ProviderCode,
+            file: &NewRawFile<'_>,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let done = sqlx::query(
+                "INSERT INTO raw_files (file_id, provider_id, sealed_key, stored_bytes, created_at) \
+                 SELECT $1, id, $3, $4, $5 FROM providers WHERE code = $2",
+            )
+            .bind(file.file_id)
+            .bind(provider.as_str())
+            .bind(file.sealed_key)
+            .bind(file.stored_bytes)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::UnknownProvider);
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn raw_file_key(
+            pool: &$pool,
+            provider: &ProviderCode,
+            file_id: &str,
+        ) -> Result<Option<Vec<u8>>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let key = sqlx::query_scalar(
+                "SELECT r.sealed_key FROM raw_files r JOIN providers p ON p.id = r.provider_id \
+                 WHERE r.file_id = $1 AND p.code = $2",
+            )
+            .bind(file_id)
+            .bind(provider.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(key)
         }
 
         /// Raises the stored seal counts to the given ones (never lowers them).

@@ -15,6 +15,7 @@ mod config;
 mod http;
 mod keys;
 mod postgres_roles;
+mod raw_store;
 mod readiness;
 mod startup;
 mod store;
