@@ -23,7 +23,17 @@ async fn app_with_history(backend: Backend) -> Option<TestApp> {
     for n in 1..=6 {
         app.provider(&format!("p{n}")).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The checkpoint task runs every second; give it up to ten under load.
+    for _ in 0..100 {
+        if app
+            .count("SELECT count(*) FROM audit_checkpoints WHERE seq = 9")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let kinds: Vec<String> = app.audit().await.into_iter().map(|e| e.kind).collect();
     assert_eq!(
         kinds[..4],
