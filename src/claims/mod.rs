@@ -13,5 +13,7 @@ pub use codes::{
     BillType, Drg, Icd10Cm, InvalidCode, Modifier, Npi, PlaceOfService, ProcedureCode, RevenueCode,
     Tin,
 };
-pub use model::{Claim, ClaimLine, ClaimType, Diagnosis, DiagnosisCode, Frequency, Phi, Procedure};
+pub use model::{
+    Claim, ClaimLine, ClaimType, Diagnosis, DiagnosisCode, Frequency, Phi, PhiValue, Procedure,
+};
 pub use money::{Money, MoneyError};

@@ -1,8 +1,8 @@
 //! The normalized claim: one header with its lines, whatever shape it arrived in.
 //!
-//! Identifying fields are [`Phi`]: their `Debug` and `Display` print a redaction and they
-//! have no `Serialize`, so they cannot reach a log line or an error by accident; code that
-//! must see them calls [`Phi::expose`].
+//! Identifying fields are [`Phi`]: their `Debug` and `Display` print a redaction, they
+//! have no `Serialize`, so they cannot reach a log line or an error by accident, and their
+//! memory is wiped when they are dropped; code that must see them calls [`Phi::expose`].
 
 use std::fmt;
 
@@ -13,11 +13,38 @@ use super::codes::{
 };
 use super::money::Money;
 
-/// A value that is protected health information.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Phi<T>(T);
+/// What a [`Phi`] can hold: a value that can be wiped when it is dropped.
+pub trait PhiValue {
+    /// Overwrites the value's memory.
+    fn wipe(&mut self);
+}
 
-impl<T> Phi<T> {
+impl PhiValue for Option<String> {
+    fn wipe(&mut self) {
+        if let Some(text) = self {
+            zeroize::Zeroize::zeroize(text);
+        }
+    }
+}
+
+impl PhiValue for Option<Date> {
+    /// A date holds no heap memory; it is cleared as far as safe Rust can.
+    fn wipe(&mut self) {
+        *self = None;
+    }
+}
+
+/// A value that is protected health information. Its memory is wiped when dropped.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Phi<T: PhiValue>(T);
+
+impl<T: PhiValue> Drop for Phi<T> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
+}
+
+impl<T: PhiValue> Phi<T> {
     /// Wraps a value.
     pub fn new(value: T) -> Self {
         Self(value)
@@ -29,13 +56,13 @@ impl<T> Phi<T> {
     }
 }
 
-impl<T> fmt::Debug for Phi<T> {
+impl<T: PhiValue> fmt::Debug for Phi<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[PHI]")
     }
 }
 
-impl<T> fmt::Display for Phi<T> {
+impl<T: PhiValue> fmt::Display for Phi<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[PHI]")
     }
