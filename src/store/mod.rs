@@ -267,6 +267,16 @@ enum Backend {
     Postgres(sqlx::PgPool),
 }
 
+/// Calls the function of the same name in the backend's module with the pool first.
+macro_rules! on_backend {
+    ($self:ident, $f:ident($($arg:expr),*)) => {
+        match &$self.backend {
+            Backend::Sqlite(pool) => sqlite::$f(pool, $($arg),*).await,
+            Backend::Postgres(pool) => postgres::$f(pool, $($arg),*).await,
+        }
+    };
+}
+
 impl Store {
     /// Connects to the configured database (creating a SQLite file and its directory if
     /// needed). Does not migrate.
@@ -333,10 +343,7 @@ impl Store {
 
     /// Versions of the migrations recorded as applied, in order.
     pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(match &self.backend {
-            Backend::Sqlite(pool) => sqlite::applied_migrations(pool).await?,
-            Backend::Postgres(pool) => postgres::applied_migrations(pool).await?,
-        })
+        Ok(on_backend!(self, applied_migrations())?)
     }
 
     /// Whether the database answers within `timeout` and its schema matches this build.
@@ -380,38 +387,22 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<Provider, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::create_provider(pool, code, name, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::create_provider(pool, code, name, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, create_provider(code, name, audit, &self.journal, now))
     }
 
     /// All providers, by code.
     pub async fn list_providers(&self) -> Result<Vec<Provider>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::list_providers(pool).await,
-            Backend::Postgres(pool) => postgres::list_providers(pool).await,
-        }
+        on_backend!(self, list_providers())
     }
 
     /// One provider by code.
     pub async fn provider(&self, code: &ProviderCode) -> Result<Option<Provider>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::provider(pool, code).await,
-            Backend::Postgres(pool) => postgres::provider(pool, code).await,
-        }
+        on_backend!(self, provider(code))
     }
 
     /// How many principals exist (the dev bootstrap runs only when there are none).
     pub async fn count_principals(&self) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::count_principals(pool).await,
-            Backend::Postgres(pool) => postgres::count_principals(pool).await,
-        }
+        on_backend!(self, count_principals())
     }
 
     /// Creates a principal with its grants and first key, and its audit event, in one
@@ -423,14 +414,7 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<i64, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::create_principal(pool, new, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::create_principal(pool, new, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, create_principal(new, audit, &self.journal, now))
     }
 
     /// Grants a role to the principal `name`.
@@ -442,14 +426,7 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::add_grant(pool, name, grant, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::add_grant(pool, name, grant, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, add_grant(name, grant, audit, &self.journal, now))
     }
 
     /// Revokes a role (global when `provider` is `None`); [`StoreError::NotFound`] if the
@@ -463,14 +440,10 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::revoke_grant(pool, name, role, provider, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::revoke_grant(pool, name, role, provider, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(
+            self,
+            revoke_grant(name, role, provider, audit, &self.journal, now)
+        )
     }
 
     /// Disables a principal: none of its credentials authenticate any more.
@@ -481,14 +454,7 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::disable_principal(pool, name, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::disable_principal(pool, name, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, disable_principal(name, audit, &self.journal, now))
     }
 
     /// Stores a new key for the principal `name`.
@@ -500,14 +466,7 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::add_key(pool, name, key, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::add_key(pool, name, key, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, add_key(name, key, audit, &self.journal, now))
     }
 
     /// Revokes a key at once.
@@ -518,14 +477,7 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::revoke_key(pool, key_id, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::revoke_key(pool, key_id, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, revoke_key(key_id, audit, &self.journal, now))
     }
 
     /// Maps a client certificate's SHA-256 fingerprint (64 lowercase hex) to `name`.
@@ -537,22 +489,15 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::add_certificate(pool, name, fingerprint, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::add_certificate(pool, name, fingerprint, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(
+            self,
+            add_certificate(name, fingerprint, audit, &self.journal, now)
+        )
     }
 
     /// The record of one API key with its principal and grants.
     pub async fn api_key(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::api_key(pool, id).await,
-            Backend::Postgres(pool) => postgres::api_key(pool, id).await,
-        }
+        on_backend!(self, api_key(id))
     }
 
     /// The enabled principal a client certificate fingerprint maps to.
@@ -560,26 +505,17 @@ impl Store {
         &self,
         fingerprint: &str,
     ) -> Result<Option<Principal>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::principal_by_certificate(pool, fingerprint).await,
-            Backend::Postgres(pool) => postgres::principal_by_certificate(pool, fingerprint).await,
-        }
+        on_backend!(self, principal_by_certificate(fingerprint))
     }
 
     /// Every principal, by name.
     pub async fn list_principals(&self) -> Result<Vec<PrincipalView>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::list_principals(pool).await,
-            Backend::Postgres(pool) => postgres::list_principals(pool).await,
-        }
+        on_backend!(self, list_principals())
     }
 
     /// One principal by name.
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalView>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::principal(pool, name).await,
-            Backend::Postgres(pool) => postgres::principal(pool, name).await,
-        }
+        on_backend!(self, principal(name))
     }
 
     /// Grants the caller of `access` (which must be for
@@ -607,14 +543,10 @@ impl Store {
             reason: Some(reason),
             granted_by: Some(id),
         };
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::grant_break_glass(pool, id, &grant, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::grant_break_glass(pool, id, &grant, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(
+            self,
+            grant_break_glass(id, &grant, audit, &self.journal, now)
+        )
     }
 
     /// The provider's stored claims, read under its tenancy (row-level security on
@@ -625,14 +557,10 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<Vec<ClaimSummary>, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::list_claims(pool, &access.provider, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::list_claims(pool, &access.provider, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(
+            self,
+            list_claims(&access.provider, audit, &self.journal, now)
+        )
     }
 
     /// Data keys of one provider, or of all (`None`), oldest first.
@@ -640,18 +568,12 @@ impl Store {
         &self,
         provider: Option<&ProviderCode>,
     ) -> Result<Vec<StoredDataKey>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::data_keys(pool, provider).await,
-            Backend::Postgres(pool) => postgres::data_keys(pool, provider).await,
-        }
+        on_backend!(self, data_keys(provider))
     }
 
     /// One data key by id.
     pub async fn data_key(&self, key_id: &str) -> Result<Option<StoredDataKey>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::data_key(pool, key_id).await,
-            Backend::Postgres(pool) => postgres::data_key(pool, key_id).await,
-        }
+        on_backend!(self, data_key(key_id))
     }
 
     /// Retires the provider's active data key and stores `new` as active, audited.
@@ -663,14 +585,10 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::rotate_data_key(pool, provider, new, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(
+            self,
+            rotate_data_key(provider, new, audit, &self.journal, now)
+        )
     }
 
     /// Records a stored raw file (under the provider's tenancy).
@@ -680,10 +598,7 @@ impl Store {
         file: &NewRawFile<'_>,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::insert_raw_file(pool, provider, file, now).await,
-            Backend::Postgres(pool) => postgres::insert_raw_file(pool, provider, file, now).await,
-        }
+        on_backend!(self, insert_raw_file(provider, file, now))
     }
 
     /// The sealed key of one of the provider's raw files.
@@ -692,18 +607,12 @@ impl Store {
         provider: &ProviderCode,
         file_id: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::raw_file_key(pool, provider, file_id).await,
-            Backend::Postgres(pool) => postgres::raw_file_key(pool, provider, file_id).await,
-        }
+        on_backend!(self, raw_file_key(provider, file_id))
     }
 
     /// Records how many values each data key has sealed (counts only go up).
     pub async fn record_seal_counts(&self, counts: &[(String, i64)]) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::record_seal_counts(pool, counts).await,
-            Backend::Postgres(pool) => postgres::record_seal_counts(pool, counts).await,
-        }
+        on_backend!(self, record_seal_counts(counts))
     }
 
     /// Stores every live data key wrapped anew by the key-encryption key `kek_fingerprint`,
@@ -716,30 +625,10 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::rewrap_data_keys(
-                    pool,
-                    rewrapped,
-                    kek_fingerprint,
-                    audit,
-                    &self.journal,
-                    now,
-                )
-                .await
-            }
-            Backend::Postgres(pool) => {
-                postgres::rewrap_data_keys(
-                    pool,
-                    rewrapped,
-                    kek_fingerprint,
-                    audit,
-                    &self.journal,
-                    now,
-                )
-                .await
-            }
-        }
+        on_backend!(
+            self,
+            rewrap_data_keys(rewrapped, kek_fingerprint, audit, &self.journal, now)
+        )
     }
 
     /// Erases the provider's wrapped data keys (crypto-shredding), audited; how many.
@@ -750,33 +639,18 @@ impl Store {
         audit: &AuditEvent,
     ) -> Result<u64, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::destroy_data_keys(pool, provider, audit, &self.journal, now).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::destroy_data_keys(pool, provider, audit, &self.journal, now).await
-            }
-        }
+        on_backend!(self, destroy_data_keys(provider, audit, &self.journal, now))
     }
 
     /// Appends one audit event on its own.
     pub async fn append_audit(&self, event: &AuditEvent) -> Result<i64, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::append_audit(pool, event, &self.journal, now).await,
-            Backend::Postgres(pool) => {
-                postgres::append_audit(pool, event, &self.journal, now).await
-            }
-        }
+        on_backend!(self, append_audit(event, &self.journal, now))
     }
 
     /// The chain head: the last event's sequence number and hash.
     pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::audit_head(pool).await,
-            Backend::Postgres(pool) => postgres::audit_head(pool).await,
-        }
+        on_backend!(self, audit_head())
     }
 
     /// Up to `limit` events with `after_seq < seq <= until_seq`, in `[from, to)` when given,
@@ -789,14 +663,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
         let (from, to) = window;
-        match &self.backend {
-            Backend::Sqlite(pool) => {
-                sqlite::audit_page(pool, after_seq, until_seq, from, to, limit).await
-            }
-            Backend::Postgres(pool) => {
-                postgres::audit_page(pool, after_seq, until_seq, from, to, limit).await
-            }
-        }
+        on_backend!(self, audit_page(after_seq, until_seq, from, to, limit))
     }
 
     /// Signs the chain head into a checkpoint if it moved since the last one.
@@ -805,27 +672,18 @@ impl Store {
         key: &crate::crypto::SigningKey,
     ) -> Result<Option<Checkpoint>, StoreError> {
         let now = self.clock.now();
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::checkpoint(pool, key, now).await,
-            Backend::Postgres(pool) => postgres::checkpoint(pool, key, now).await,
-        }
+        on_backend!(self, checkpoint(key, now))
     }
 
     /// Every checkpoint, in sequence order.
     pub async fn audit_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::audit_checkpoints(pool).await,
-            Backend::Postgres(pool) => postgres::audit_checkpoints(pool).await,
-        }
+        on_backend!(self, audit_checkpoints())
     }
 
     /// The whole audit trail in sequence order (for verification and tests; the search
     /// and export API comes with the audit issue).
     pub async fn audit_events(&self) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlite::audit_events(pool).await,
-            Backend::Postgres(pool) => postgres::audit_events(pool).await,
-        }
+        on_backend!(self, audit_events())
     }
 }
 
