@@ -143,15 +143,7 @@ impl FromRequest for Caller {
                 Credential::Malformed => Err("malformed_credential"),
                 Credential::Token(token) => match state.store.api_key(&token.id).await? {
                     None => Err("unknown_key"),
-                    Some(record) if !token.secret_matches(&record.secret_hash) => {
-                        Err("wrong_secret")
-                    }
-                    Some(record) if record.revoked => Err("revoked_key"),
-                    Some(record) if record.principal_disabled => Err("disabled_principal"),
-                    Some(record) if record.expires_at.is_some_and(|t| now >= t) => {
-                        Err("expired_key")
-                    }
-                    Some(record) => Ok(record.principal),
+                    Some(record) => record.check(&token, now).map(|()| record.principal),
                 },
                 Credential::Certificate(fingerprint) => state
                     .store

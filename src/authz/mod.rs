@@ -427,11 +427,28 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// Checks a presented token against this record at `now`.
+    /// Checks a presented token against this record at `now`; a refusal carries its stable
+    /// reason code (for the audit trail only: every refusal answers the same 401).
+    pub fn check(
+        &self,
+        token: &ParsedToken,
+        now: time::OffsetDateTime,
+    ) -> Result<(), &'static str> {
+        if !token.secret_matches(&self.secret_hash) {
+            Err("wrong_secret")
+        } else if self.revoked {
+            Err("revoked_key")
+        } else if self.principal_disabled {
+            Err("disabled_principal")
+        } else if self.expires_at.is_some_and(|t| now >= t) {
+            Err("expired_key")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a presented token authenticates at `now`.
     pub fn authenticates(&self, token: &ParsedToken, now: time::OffsetDateTime) -> bool {
-        let secret_ok = token.secret_matches(&self.secret_hash);
-        let live =
-            !self.revoked && !self.principal_disabled && self.expires_at.is_none_or(|t| now < t);
-        secret_ok && live
+        self.check(token, now).is_ok()
     }
 }
