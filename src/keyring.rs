@@ -55,6 +55,9 @@ pub struct Keyring {
     kek: Arc<dyn KeyWrapper>,
     /// Unwrapped keys by key id.
     cache: Mutex<HashMap<String, CachedKey>>,
+    /// The sealing key's id by provider, so that sealing does not query the store for
+    /// every value (the entry is trusted as long as its cached key is fresh).
+    active: Mutex<HashMap<String, String>>,
     revalidate_after: Duration,
 }
 
@@ -75,6 +78,7 @@ impl Keyring {
             store,
             kek,
             cache: Mutex::default(),
+            active: Mutex::default(),
             revalidate_after: REVALIDATE_AFTER,
         }
     }
@@ -129,16 +133,24 @@ impl Keyring {
 
     /// The key that seals new values for `provider`, created on first need.
     pub async fn sealing_key(&self, provider: &ProviderCode) -> Result<Arc<DataKey>, KeyringError> {
+        let known = self
+            .active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider.as_str())
+            .cloned();
+        if let Some(key) = known.and_then(|id| self.cached(&id)) {
+            return Ok(key);
+        }
         for _ in 0..2 {
             let keys = self.store.data_keys(Some(provider)).await?;
             if let Some(active) = keys
                 .iter()
                 .find(|k| k.retired_at.is_none() && k.destroyed_at.is_none())
             {
-                return match self.cached(&active.key_id) {
-                    Some(key) => Ok(key),
-                    None => self.unwrap_stored(active),
-                };
+                let key = self.unwrap_stored(active)?;
+                self.set_active(provider, &active.key_id);
+                return Ok(key);
             }
             let mut event = AuditEvent::new(EventKind::DataKeyCreated, Outcome::Success);
             event.provider = Some(provider.as_str().to_owned());
@@ -184,10 +196,18 @@ impl Keyring {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(
-                key_id,
+                key_id.clone(),
                 (provider.to_string(), Arc::clone(&key), Instant::now()),
             );
+        self.set_active(provider, &key_id);
         Ok(key)
+    }
+
+    fn set_active(&self, provider: &ProviderCode, key_id: &str) {
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider.to_string(), key_id.to_owned());
     }
 
     /// Creates a new active key for `provider`; the old one is retired. Returns the new id.
@@ -214,6 +234,10 @@ impl Keyring {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (p, _, _)| p != provider.as_str());
+        self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider.as_str());
         Ok(destroyed)
     }
 
