@@ -276,14 +276,15 @@ async fn verify_audit(settings: Settings) -> anyhow::Result<()> {
         anyhow::bail!("database {}: no such file", file.display());
     }
     let store = Store::connect(&settings.database).await?;
-    let applied = store.applied_migrations().await.unwrap_or_default();
-    let expected: Vec<i64> = store.migrator().iter().map(|m| m.version).collect();
-    anyhow::ensure!(
-        applied == expected,
-        "the database schema is not this build's ({} of {} migrations applied); start the gateway once to migrate it",
-        applied.len(),
-        expected.len()
-    );
+    match store.readiness(settings.database.acquire_timeout).await {
+        crate::store::Readiness::Ready => {}
+        crate::store::Readiness::SchemaMismatch => anyhow::bail!(
+            "the database schema is not this build's; start the gateway once to migrate it"
+        ),
+        crate::store::Readiness::Unreachable => {
+            anyhow::bail!("the database does not answer, or holds no claimgate schema")
+        }
+    }
     let events = store.audit_events().await?;
     let checkpoints = store.audit_checkpoints().await?;
     let key = match crate::crypto::SigningKey::load(

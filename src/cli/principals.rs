@@ -36,29 +36,9 @@ pub enum PrincipalsCommand {
         certificate: Option<std::path::PathBuf>,
     },
     /// Grant a role.
-    Grant {
-        /// The principal.
-        #[arg(long)]
-        name: String,
-        /// The role.
-        #[arg(long)]
-        role: String,
-        /// Limit it to one provider.
-        #[arg(long)]
-        provider: Option<String>,
-    },
+    Grant(GrantArgs),
     /// Revoke a role.
-    Revoke {
-        /// The principal.
-        #[arg(long)]
-        name: String,
-        /// The role.
-        #[arg(long)]
-        role: String,
-        /// The provider of a provider-scoped grant.
-        #[arg(long)]
-        provider: Option<String>,
-    },
+    Revoke(GrantArgs),
     /// Disable a principal: none of its credentials authenticate any more.
     Disable {
         /// The principal.
@@ -67,6 +47,20 @@ pub enum PrincipalsCommand {
     },
     /// List principals with their grants and key ids.
     List,
+}
+
+/// A principal, a role and optionally the provider the grant is limited to.
+#[derive(Debug, clap::Args)]
+pub struct GrantArgs {
+    /// The principal.
+    #[arg(long)]
+    name: String,
+    /// The role.
+    #[arg(long)]
+    role: String,
+    /// The provider of a provider-scoped grant.
+    #[arg(long)]
+    provider: Option<String>,
 }
 
 fn role(text: &str) -> anyhow::Result<Role> {
@@ -173,11 +167,11 @@ pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Resu
                 key.reveal()
             );
         }
-        PrincipalsCommand::Grant {
+        PrincipalsCommand::Grant(GrantArgs {
             name,
             role: r,
             provider: p,
-        } => {
+        }) => {
             let (r, p) = (role(&r)?, provider(p.as_deref())?);
             store
                 .add_grant(
@@ -200,11 +194,11 @@ pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Resu
                 .with_context(|| format!("cannot grant {r} to {name}"))?;
             println!("granted {r} to {name}");
         }
-        PrincipalsCommand::Revoke {
+        PrincipalsCommand::Revoke(GrantArgs {
             name,
             role: r,
             provider: p,
-        } => {
+        }) => {
             let (r, p) = (role(&r)?, provider(p.as_deref())?);
             store
                 .revoke_grant(
