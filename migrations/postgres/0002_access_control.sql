@@ -5,7 +5,7 @@ ALTER TABLE role_grants
     ADD COLUMN granted_by  BIGINT REFERENCES principals (id),
     ADD COLUMN expires_at  TIMESTAMPTZ,
     ADD COLUMN break_glass BOOLEAN NOT NULL DEFAULT false,
-    ADD COLUMN reason      TEXT;
+    ADD COLUMN sealed_reason BYTEA;
 -- A break-glass grant may be requested again after the last one expired.
 ALTER TABLE role_grants DROP CONSTRAINT role_grants_principal_id_role_provider_id_key;
 CREATE UNIQUE INDEX role_grants_standing ON role_grants (principal_id, role, coalesce(provider_id, 0))

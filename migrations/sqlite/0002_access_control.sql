@@ -4,7 +4,7 @@
 ALTER TABLE role_grants ADD COLUMN granted_by INTEGER REFERENCES principals (id);
 ALTER TABLE role_grants ADD COLUMN expires_at TEXT;
 ALTER TABLE role_grants ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE role_grants ADD COLUMN reason TEXT;
+ALTER TABLE role_grants ADD COLUMN sealed_reason BLOB;
 DROP INDEX role_grants_unique;
 CREATE UNIQUE INDEX role_grants_standing ON role_grants (principal_id, role, ifnull(provider_id, 0))
     WHERE NOT break_glass;

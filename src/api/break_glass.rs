@@ -1,8 +1,9 @@
 //! `POST /v1/providers/{code}/break-glass`: emergency access. A principal allowed to ask
 //! gets `phi_reader` on that provider for a limited time by stating a reason. The grant
 //! lapses by itself; every PHI read it allows is audited with `break_glass` and `review`
-//! set, so compliance staff can review each use. The reason is stored with the grant
-//! (it is free text and could hold PHI), not in the audit trail.
+//! set, so compliance staff can review each use. The reason is free text that could name
+//! a patient: it is sealed under the provider's data key and kept with the grant, never
+//! in the audit trail.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -66,9 +67,23 @@ pub async fn request(
     let mut event = caller.event_for(&access, EventKind::BreakGlassGranted);
     event.resource = Some("grant:phi_reader".into());
     event.break_glass = true;
+    let row = format!(
+        "{}/{code}/{}",
+        access.principal_id,
+        expires_at.unix_timestamp()
+    );
+    let slot = crate::crypto::FieldSlot {
+        table: "role_grants",
+        column: "sealed_reason",
+        row: &row,
+    };
+    let sealed_reason = state
+        .keyring
+        .seal_field(&code, slot, reason.as_bytes())
+        .await?;
     state
         .store
-        .grant_break_glass(&access, expires_at, reason, &event)
+        .grant_break_glass(&access, expires_at, &sealed_reason, &event)
         .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
         "role": "phi_reader",

@@ -262,7 +262,7 @@ pub async fn create(
             provider: g.provider.as_ref(),
             expires_at: None,
             break_glass: false,
-            reason: None,
+            sealed_reason: None,
             granted_by: Some(caller.principal.id),
         })
         .collect();
@@ -342,7 +342,7 @@ pub async fn grant(
                 provider: parsed.provider.as_ref(),
                 expires_at: None,
                 break_glass: false,
-                reason: None,
+                sealed_reason: None,
                 granted_by: Some(caller.principal.id),
             },
             &event,

@@ -272,7 +272,7 @@ async fn bootstrap_admin(store: &Store) -> Result<Option<SecretString>, StartupE
         provider: None,
         expires_at: None,
         break_glass: false,
-        reason: None,
+        sealed_reason: None,
         granted_by: None,
     };
     let mut event = AuditEvent::new(EventKind::PrincipalCreated, Outcome::Success);

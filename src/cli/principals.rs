@@ -114,7 +114,7 @@ pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Resu
                     provider: provider.as_ref(),
                     expires_at: None,
                     break_glass: false,
-                    reason: None,
+                    sealed_reason: None,
                     granted_by: None,
                 })
                 .collect();
@@ -182,7 +182,7 @@ pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Resu
                         provider: p.as_ref(),
                         expires_at: None,
                         break_glass: false,
-                        reason: None,
+                        sealed_reason: None,
                         granted_by: None,
                     },
                     &console_event(

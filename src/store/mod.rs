@@ -127,8 +127,9 @@ pub struct NewGrant<'a> {
     pub expires_at: Option<OffsetDateTime>,
     /// Emergency access.
     pub break_glass: bool,
-    /// Why (break-glass grants); stored with the grant, never in the audit trail.
-    pub reason: Option<&'a str>,
+    /// Why (break-glass grants), sealed under the provider's data key: it is free text
+    /// and may name a patient. Stored with the grant, never in the audit trail.
+    pub sealed_reason: Option<&'a [u8]>,
     /// Who granted it (`None`: the operator console).
     pub granted_by: Option<i64>,
 }
@@ -520,12 +521,12 @@ impl Store {
 
     /// Grants the caller of `access` (which must be for
     /// [`Permission::EmergencyAccessRequest`] on a provider) `phi_reader` on that provider
-    /// until `expires_at`.
+    /// until `expires_at`, keeping the (sealed) reason with the grant.
     pub async fn grant_break_glass(
         &self,
         access: &Access,
         expires_at: OffsetDateTime,
-        reason: &str,
+        sealed_reason: &[u8],
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (Permission::EmergencyAccessRequest, Some(provider)) =
@@ -540,7 +541,7 @@ impl Store {
             provider: Some(provider),
             expires_at: Some(expires_at),
             break_glass: true,
-            reason: Some(reason),
+            sealed_reason: Some(sealed_reason),
             granted_by: Some(id),
         };
         on_backend!(

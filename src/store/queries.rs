@@ -112,7 +112,7 @@ macro_rules! portable_queries {
             };
             sqlx::query(
                 "INSERT INTO role_grants (principal_id, role, provider_id, granted_at, granted_by, \
-                 expires_at, break_glass, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 expires_at, break_glass, sealed_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(principal_id)
             .bind(grant.role.as_str())
@@ -121,7 +121,7 @@ macro_rules! portable_queries {
             .bind(grant.granted_by)
             .bind(grant.expires_at)
             .bind(grant.break_glass)
-            .bind(grant.reason)
+            .bind(grant.sealed_reason)
             .execute(&mut **tx)
             .await?;
             Ok(())

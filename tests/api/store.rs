@@ -136,7 +136,7 @@ fn grant(role: Role, provider: Option<&ProviderCode>) -> NewGrant<'_> {
         provider,
         expires_at: None,
         break_glass: false,
-        reason: None,
+        sealed_reason: None,
         granted_by: None,
     }
 }
