@@ -11,9 +11,9 @@ use zeroize::Zeroizing;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::KeyAdmin;
-use crate::crypto::{CryptoError, DataKey, Envelope, FieldSlot, KeyWrapper, aead};
+use crate::crypto::{BlindIndexKey, CryptoError, DataKey, Envelope, FieldSlot, KeyWrapper, aead};
 use crate::providers::ProviderCode;
-use crate::store::{NewDataKey, Store, StoreError, StoredDataKey};
+use crate::store::{KeyPurpose, NewDataKey, SealedPhi, Store, StoreError, StoredDataKey};
 
 /// Why a key could not be had or used.
 #[derive(Debug, thiserror::Error)]
@@ -58,8 +58,24 @@ pub struct Keyring {
     /// The sealing key's id by provider, so that sealing does not query the store for
     /// every value (the entry is trusted as long as its cached key is fresh).
     active: Mutex<HashMap<String, String>>,
+    /// Blind-index keys by provider, with when their state was last read.
+    index: Mutex<HashMap<String, (Arc<BlindIndexKey>, Instant)>>,
     revalidate_after: Duration,
 }
+
+/// What one re-encryption pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reencryption {
+    /// Claims whose PHI moved to the active key.
+    pub claims: u64,
+    /// Raw files whose key moved to the active key.
+    pub files: u64,
+    /// Retired keys erased because nothing is sealed by them any more.
+    pub drained: Vec<String>,
+}
+
+/// Claims re-encrypted per transaction.
+const REENCRYPT_BATCH: i64 = 500;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,7 +85,14 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-const FILE_KEY_SLOT: (&str, &str) = ("raw_files", "file_key");
+/// Where a raw file's sealed key lives.
+fn file_key_slot(file_id: &str) -> FieldSlot<'_> {
+    FieldSlot {
+        table: "raw_files",
+        column: "file_key",
+        row: file_id,
+    }
+}
 
 impl Keyring {
     /// A keyring over `store`, wrapping with `kek`.
@@ -79,6 +102,7 @@ impl Keyring {
             kek,
             cache: Mutex::default(),
             active: Mutex::default(),
+            index: Mutex::default(),
             revalidate_after: REVALIDATE_AFTER,
         }
     }
@@ -95,7 +119,7 @@ impl Keyring {
         let keys = self.store.data_keys(None).await?;
         match keys
             .iter()
-            .find(|k| k.destroyed_at.is_none() && k.kek_fingerprint != configured)
+            .find(|k| k.wrapped_key.is_some() && k.kek_fingerprint != configured)
         {
             Some(k) => Err(KeyringError::KekMismatch {
                 found: k.kek_fingerprint.clone(),
@@ -144,10 +168,11 @@ impl Keyring {
         }
         for _ in 0..2 {
             let keys = self.store.data_keys(Some(provider)).await?;
-            if let Some(active) = keys
-                .iter()
-                .find(|k| k.retired_at.is_none() && k.destroyed_at.is_none())
-            {
+            if let Some(active) = keys.iter().find(|k| {
+                k.purpose == KeyPurpose::Seal.as_str()
+                    && k.retired_at.is_none()
+                    && k.destroyed_at.is_none()
+            }) {
                 let key = self.unwrap_stored(active)?;
                 self.set_active(provider, &active.key_id);
                 return Ok(key);
@@ -166,17 +191,84 @@ impl Keyring {
         Err(KeyringError::Store(StoreError::Conflict))
     }
 
-    async fn create(
+    /// The provider's blind-index key, created on first need. It is never rotated and is
+    /// destroyed with the provider's other keys.
+    pub async fn index_key(
+        &self,
+        provider: &ProviderCode,
+    ) -> Result<Arc<BlindIndexKey>, KeyringError> {
+        let cached = self
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider.as_str())
+            .filter(|(_, checked)| checked.elapsed() < self.revalidate_after)
+            .map(|(k, _)| Arc::clone(k));
+        if let Some(key) = cached {
+            return Ok(key);
+        }
+        for _ in 0..2 {
+            let keys = self.store.data_keys(Some(provider)).await?;
+            // After crypto-shredding, new data gets a new index key.
+            let stored = keys
+                .iter()
+                .find(|k| k.purpose == KeyPurpose::Index.as_str() && k.destroyed_at.is_none());
+            let bytes = match stored {
+                Some(stored) => {
+                    let wrapped = stored
+                        .wrapped_key
+                        .as_deref()
+                        .ok_or_else(|| KeyringError::KeyDestroyed(stored.key_id.clone()))?;
+                    self.kek.unwrap(&stored.key_id, wrapped)?
+                }
+                None => {
+                    let bytes = aead::random_key()?;
+                    let mut event = AuditEvent::new(EventKind::DataKeyCreated, Outcome::Success);
+                    event.provider = Some(provider.as_str().to_owned());
+                    match self
+                        .store_new_key(
+                            &KeyAdmin::operator_console(),
+                            provider,
+                            KeyPurpose::Index,
+                            &bytes,
+                            &event,
+                        )
+                        .await
+                    {
+                        Ok(_) => bytes,
+                        // Another request created it first: read it.
+                        Err(KeyringError::Store(StoreError::Conflict)) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            let key = Arc::new(BlindIndexKey::from_bytes(bytes));
+            self.index
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(provider.to_string(), (Arc::clone(&key), Instant::now()));
+            return Ok(key);
+        }
+        Err(KeyringError::Store(StoreError::Conflict))
+    }
+
+    /// Wraps `bytes` under a new key id and stores it as the provider's active key for
+    /// `purpose` (retiring the previous one), audited. Returns the key id.
+    async fn store_new_key(
         &self,
         admin: &KeyAdmin,
         provider: &ProviderCode,
+        purpose: KeyPurpose,
+        bytes: &[u8; aead::KEY_LEN],
         audit: &AuditEvent,
-    ) -> Result<Arc<DataKey>, KeyringError> {
+    ) -> Result<String, KeyringError> {
         let mut suffix = [0u8; 8];
         aws_lc_rs::rand::fill(&mut suffix).map_err(|_| CryptoError::Random)?;
-        let key_id = format!("{provider}-{}", hex::encode(suffix));
-        let key = DataKey::generate(&key_id)?;
-        let wrapped = self.kek.wrap(&key_id, key.bytes())?;
+        let key_id = match purpose {
+            KeyPurpose::Seal => format!("{provider}-{}", hex::encode(suffix)),
+            KeyPurpose::Index => format!("{provider}-index-{}", hex::encode(suffix)),
+        };
+        let wrapped = self.kek.wrap(&key_id, bytes)?;
         let mut event = audit.clone();
         event.resource = Some(format!("datakey:{key_id}"));
         self.store
@@ -187,11 +279,25 @@ impl Keyring {
                     key_id: &key_id,
                     kek_fingerprint: &self.kek.fingerprint(),
                     wrapped_key: &wrapped,
+                    purpose,
                 },
                 &event,
             )
             .await?;
-        let key = Arc::new(key);
+        Ok(key_id)
+    }
+
+    async fn create(
+        &self,
+        admin: &KeyAdmin,
+        provider: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<Arc<DataKey>, KeyringError> {
+        let bytes = aead::random_key()?;
+        let key_id = self
+            .store_new_key(admin, provider, KeyPurpose::Seal, &bytes, audit)
+            .await?;
+        let key = Arc::new(DataKey::from_bytes(&key_id, bytes, 0)?);
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -235,6 +341,10 @@ impl Keyring {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, (p, _, _)| p != provider.as_str());
         self.active
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(provider.as_str());
+        self.index
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(provider.as_str());
@@ -313,21 +423,17 @@ impl Keyring {
         Ok(self.opening_key(&key_id).await?.open(slot, envelope)?)
     }
 
-    /// A new random key for the raw file `file_id` and that key sealed under the
-    /// provider's data key (to store beside the encrypted file).
+    /// A new random key for the raw file `file_id`, that key sealed under the provider's
+    /// data key (to store beside the encrypted file), and the sealing key's id.
     pub async fn new_file_key(
         &self,
         provider: &ProviderCode,
         file_id: &str,
-    ) -> Result<(Zeroizing<[u8; aead::KEY_LEN]>, Vec<u8>), KeyringError> {
+    ) -> Result<(Zeroizing<[u8; aead::KEY_LEN]>, Vec<u8>, String), KeyringError> {
         let key = aead::random_key()?;
-        let slot = FieldSlot {
-            table: FILE_KEY_SLOT.0,
-            column: FILE_KEY_SLOT.1,
-            row: file_id,
-        };
-        let sealed = self.seal_field(provider, slot, key.as_ref()).await?;
-        Ok((key, sealed))
+        let sealing = self.sealing_key(provider).await?;
+        let sealed = sealing.seal(file_key_slot(file_id), key.as_ref())?;
+        Ok((key, sealed, sealing.id().to_owned()))
     }
 
     /// Opens a raw file's sealed key.
@@ -336,17 +442,143 @@ impl Keyring {
         file_id: &str,
         sealed: &[u8],
     ) -> Result<Zeroizing<[u8; aead::KEY_LEN]>, KeyringError> {
-        let slot = FieldSlot {
-            table: FILE_KEY_SLOT.0,
-            column: FILE_KEY_SLOT.1,
-            row: file_id,
-        };
-        let plain = self.open_field(slot, sealed).await?;
+        let plain = self.open_field(file_key_slot(file_id), sealed).await?;
         let mut key = Zeroizing::new([0u8; aead::KEY_LEN]);
         if plain.len() != aead::KEY_LEN {
             return Err(CryptoError::Malformed.into());
         }
         key.copy_from_slice(&plain);
         Ok(key)
+    }
+
+    /// Moves everything sealed by the provider's retired keys to its active key, in
+    /// batches that each commit on their own (so a crash loses at most the batch in
+    /// flight, and the next pass resumes), then erases each retired key nothing is sealed
+    /// by any more (`datakey.drained`, audited).
+    pub async fn reencrypt(
+        &self,
+        admin: &KeyAdmin,
+        provider: &ProviderCode,
+    ) -> Result<Reencryption, KeyringError> {
+        let mut done = Reencryption::default();
+        let retired: Vec<StoredDataKey> = self
+            .store
+            .data_keys(Some(provider))
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.purpose == KeyPurpose::Seal.as_str()
+                    && k.retired_at.is_some()
+                    && k.wrapped_key.is_some()
+            })
+            .collect();
+        for old in retired {
+            let old_key = self.opening_key(&old.key_id).await?;
+            let mut moved_here = 0;
+            loop {
+                let rows = self
+                    .store
+                    .phi_sealed_by(admin, provider, &old.key_id, REENCRYPT_BATCH)
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                let new_key = self.sealing_key(provider).await?;
+                let mut resealed = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let identity = row.key.row_identity();
+                    let mut phi = SealedPhi::default();
+                    for ((slot, sealed), column) in phi
+                        .values_mut()
+                        .into_iter()
+                        .zip(row.phi.values())
+                        .zip(SealedPhi::COLUMNS)
+                    {
+                        if let Some(sealed) = sealed {
+                            let at = FieldSlot {
+                                table: "claims",
+                                column,
+                                row: &identity,
+                            };
+                            let plain = old_key.open(at, sealed)?;
+                            *slot = Some(new_key.seal(at, &plain)?);
+                        }
+                    }
+                    resealed.push((row.id, phi));
+                }
+                let moved = self
+                    .store
+                    .reseal_phi(admin, provider, (&old.key_id, new_key.id()), &resealed)
+                    .await?;
+                done.claims += moved;
+                moved_here += moved;
+            }
+            for file in self
+                .store
+                .file_keys_sealed_by(admin, provider, &old.key_id)
+                .await?
+            {
+                let new_key = self.sealing_key(provider).await?;
+                let slot = file_key_slot(&file.file_id);
+                let plain = old_key.open(slot, &file.sealed_key)?;
+                let moved = crate::store::SealedFileKey {
+                    file_id: file.file_id.clone(),
+                    sealed_key: new_key.seal(slot, &plain)?,
+                };
+                let n = self
+                    .store
+                    .reseal_file_key(admin, provider, (&old.key_id, new_key.id()), &moved)
+                    .await?;
+                done.files += n;
+                moved_here += n;
+            }
+            let mut event = AuditEvent::new(EventKind::DataKeyDrained, Outcome::Success);
+            event.provider = Some(provider.as_str().to_owned());
+            event.resource = Some(format!("datakey:{}", old.key_id));
+            event.records = Some(moved_here);
+            if self
+                .store
+                .drain_data_key(admin, provider, &old.key_id, &event)
+                .await?
+            {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&old.key_id);
+                done.drained.push(old.key_id);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Runs [`Keyring::reencrypt`] for every provider that has a retired key still holding
+    /// values (the gateway's background job); returns what it did per provider.
+    pub async fn reencrypt_all(
+        &self,
+        admin: &KeyAdmin,
+    ) -> Result<Vec<(ProviderCode, Reencryption)>, KeyringError> {
+        let mut providers: Vec<String> = self
+            .store
+            .data_keys(None)
+            .await?
+            .into_iter()
+            .filter(|k| {
+                k.purpose == KeyPurpose::Seal.as_str()
+                    && k.retired_at.is_some()
+                    && k.wrapped_key.is_some()
+            })
+            .map(|k| k.provider)
+            .collect();
+        providers.sort_unstable();
+        providers.dedup();
+        let mut report = Vec::new();
+        for code in providers {
+            let Ok(provider) = ProviderCode::parse(&code) else {
+                continue;
+            };
+            let done = self.reencrypt(admin, &provider).await?;
+            report.push((provider, done));
+        }
+        Ok(report)
     }
 }

@@ -30,6 +30,7 @@ pub mod formats;
 pub mod keyring;
 pub mod mapping;
 pub mod pipeline;
+pub mod protect;
 pub mod providers;
 pub mod raw_store;
 pub mod store;

@@ -96,7 +96,7 @@ impl RawStore {
             kind: io::ErrorKind::Other,
         })?;
         let file_id = hex::encode(random);
-        let (file_key, sealed_key) = self.keyring.new_file_key(provider, &file_id).await?;
+        let (file_key, sealed_key, key_id) = self.keyring.new_file_key(provider, &file_id).await?;
         let dir = self.dir.join(provider.as_str());
         create_dir(&dir)?;
         let final_path = self.path(provider, &file_id);
@@ -141,6 +141,7 @@ impl RawStore {
                     file_id: &file_id,
                     sealed_key: &sealed_key,
                     stored_bytes: i64::try_from(stored_bytes).unwrap_or(i64::MAX),
+                    data_key_id: &key_id,
                 },
             )
             .await?;

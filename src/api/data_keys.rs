@@ -52,7 +52,9 @@ pub async fn list(
                 "created_at": time(Some(k.created_at)),
                 "retired_at": time(k.retired_at),
                 "destroyed_at": time(k.destroyed_at),
-                "state": if k.destroyed_at.is_some() { "destroyed" } else if k.retired_at.is_some() { "retired" } else { "active" },
+                "drained_at": time(k.drained_at),
+                "purpose": k.purpose,
+                "state": k.state(),
             })
         })
         .collect();

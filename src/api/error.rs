@@ -80,6 +80,10 @@ pub enum ApiError {
     /// The data key needed was destroyed (crypto-shredding).
     #[error("the data was encrypted under a destroyed key and cannot be read")]
     KeyDestroyed,
+    /// A stored encrypted value failed its integrity check (tampered, or moved from
+    /// another row or column); the value is not returned.
+    #[error("a stored value failed its integrity check and was not returned")]
+    IntegrityFailure,
     /// The audit trail could not record the action, so it was refused (fail closed).
     #[error("the audit trail is unavailable; the action was not performed")]
     AuditUnavailable,
@@ -126,6 +130,7 @@ impl ApiError {
             Self::NotReady { .. } => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
             Self::KeyDestroyed => "key_destroyed",
+            Self::IntegrityFailure => "integrity_check_failed",
             Self::Internal(_) => "internal",
         }
     }
@@ -208,7 +213,7 @@ impl ResponseError for ApiError {
             Self::TooManyConnections | Self::NotReady { .. } | Self::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::IntegrityFailure => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -248,6 +253,10 @@ impl From<crate::keyring::KeyringError> for ApiError {
         use crate::keyring::KeyringError;
         match e {
             KeyringError::KeyDestroyed(_) => Self::KeyDestroyed,
+            KeyringError::Crypto(e) => {
+                tracing::error!(error = %e, "a stored value failed to open");
+                Self::IntegrityFailure
+            }
             KeyringError::Store(store) => store.into(),
             other => Self::internal(other),
         }

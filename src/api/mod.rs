@@ -122,6 +122,8 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/admin/keys/{key_id}", Global(PrincipalsWrite), principals::revoke_key),
     route!(POST "/v1/providers/{code}/break-glass", Tenant(EmergencyAccessRequest), break_glass::request),
     route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),
+    route!(POST "/v1/providers/{code}/claims/search", Tenant(ClaimsReadPhi), claims::search),
+    route!(GET "/v1/providers/{code}/claims/{id:\\d{1,18}}", Tenant(ClaimsReadPhi), claims::show),
     route!(GET "/v1/audit/events", Global(AuditRead), audit::search),
     route!(GET "/v1/audit/verify", Global(AuditRead), audit::verify),
     route!(GET "/v1/audit/export", Global(AuditRead), audit::export),

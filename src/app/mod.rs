@@ -236,8 +236,10 @@ impl Application {
     }
 }
 
-/// Every `interval`: signs the audit chain head (when it moved) and records the data
-/// keys' seal counts.
+/// Every `interval`: signs the audit chain head (when it moved), records the data keys'
+/// seal counts, and runs the re-encryption job (values sealed by retired keys move to the
+/// active key; a retired key nothing uses is erased). Each step commits in batches, so a
+/// crash loses nothing and the next tick, here or in another instance, resumes.
 fn spawn_housekeeping(
     store: Store,
     key: Arc<SigningKey>,
@@ -254,6 +256,23 @@ fn spawn_housekeeping(
             }
             if let Err(e) = keyring.record_seal_counts().await {
                 tracing::error!(error = %e, "could not record data-key seal counts");
+            }
+            match keyring
+                .reencrypt_all(&crate::authz::KeyAdmin::operator_console())
+                .await
+            {
+                Ok(report) => {
+                    for (provider, done) in report {
+                        tracing::info!(
+                            provider = %provider,
+                            claims = done.claims,
+                            files = done.files,
+                            drained = done.drained.len(),
+                            "re-encryption pass"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "re-encryption pass failed"),
             }
         }
     })

@@ -138,6 +138,9 @@ pub enum EventKind {
     /// A provider data key was destroyed (crypto-shredding).
     #[serde(rename = "datakey.destroyed")]
     DataKeyDestroyed,
+    /// A retired data key was erased after re-encryption moved every value off it.
+    #[serde(rename = "datakey.drained")]
+    DataKeyDrained,
     /// Every data key was wrapped anew under another key-encryption key.
     #[serde(rename = "kek.rotated")]
     KekRotated,
@@ -174,6 +177,7 @@ impl EventKind {
             Self::DataKeyCreated => "datakey.created",
             Self::DataKeyRotated => "datakey.rotated",
             Self::DataKeyDestroyed => "datakey.destroyed",
+            Self::DataKeyDrained => "datakey.drained",
             Self::KekRotated => "kek.rotated",
         }
     }

@@ -1,4 +1,5 @@
-//! `claimgate keys list|rotate|destroy`: the operator console for provider data keys.
+//! `claimgate keys list|rotate|reencrypt|rewrap|destroy`: the operator console for
+//! provider data keys.
 //! Every change is audited with no actor.
 
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use crate::config::{MasterKeySource, Profile, Settings};
 use crate::crypto::MasterKey;
 use crate::keyring::Keyring;
 use crate::providers::ProviderCode;
-use crate::store::Store;
 
 /// `claimgate keys …`
 #[derive(Debug, Subcommand)]
@@ -22,11 +22,22 @@ pub enum KeysCommand {
         #[arg(long)]
         provider: Option<String>,
     },
-    /// Create a new data key for a provider; new writes use it, the old one is retired.
+    /// Create a new data key for a provider; new writes use it, the old one is retired;
+    /// then move what the old key sealed to the new one and erase the old key.
     Rotate {
         /// The provider code.
         #[arg(long)]
         provider: String,
+        /// Only rotate; leave re-encryption to the gateway's background job.
+        #[arg(long)]
+        no_reencrypt: bool,
+    },
+    /// Move everything still sealed by retired keys to the active key (resumes an
+    /// interrupted re-encryption), then erase the retired keys nothing uses.
+    Reencrypt {
+        /// Only this provider (default: every provider with a retired key in use).
+        #[arg(long)]
+        provider: Option<String>,
     },
     /// Wrap every data key anew under another master key (rotation of the key-encryption
     /// key); then point `keys.master_key_file` at the new key.
@@ -53,8 +64,7 @@ fn code(text: &str) -> anyhow::Result<ProviderCode> {
 
 /// Runs one `keys` command.
 pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
+    let store = super::console_store(&settings).await?;
     let kek = Arc::new(MasterKey::load(
         &settings.keys.master_key,
         settings.profile,
@@ -70,20 +80,20 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
         KeysCommand::List { provider } => {
             let provider = provider.as_deref().map(code).transpose()?;
             for k in store.data_keys(provider.as_ref()).await? {
-                let state = if k.destroyed_at.is_some() {
-                    "destroyed"
-                } else if k.retired_at.is_some() {
-                    "retired"
-                } else {
-                    "active"
-                };
                 println!(
-                    "{}\t{}\t{state}\tkek {}",
-                    k.provider, k.key_id, k.kek_fingerprint
+                    "{}\t{}\t{}\t{}\tkek {}",
+                    k.provider,
+                    k.key_id,
+                    k.purpose,
+                    k.state(),
+                    k.kek_fingerprint
                 );
             }
         }
-        KeysCommand::Rotate { provider } => {
+        KeysCommand::Rotate {
+            provider,
+            no_reencrypt,
+        } => {
             let provider = code(&provider)?;
             anyhow::ensure!(
                 store.provider(&provider).await?.is_some(),
@@ -97,7 +107,28 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
                 )
                 .await?;
             println!("{provider}: new data key {id}; earlier keys are retired");
+            if !no_reencrypt {
+                let done = keyring
+                    .reencrypt(&KeyAdmin::operator_console(), &provider)
+                    .await?;
+                report(&provider, &done);
+            }
         }
+        KeysCommand::Reencrypt { provider } => match provider {
+            Some(provider) => {
+                let provider = code(&provider)?;
+                let done = keyring
+                    .reencrypt(&KeyAdmin::operator_console(), &provider)
+                    .await?;
+                report(&provider, &done);
+            }
+            None => {
+                for (provider, done) in keyring.reencrypt_all(&KeyAdmin::operator_console()).await?
+                {
+                    report(&provider, &done);
+                }
+            }
+        },
         KeysCommand::Rewrap {
             new_master_key_file,
         } => {
@@ -137,4 +168,17 @@ pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+fn report(provider: &ProviderCode, done: &crate::keyring::Reencryption) {
+    println!(
+        "{provider}: re-encrypted {} claims and {} raw-file keys; erased retired keys: {}",
+        done.claims,
+        done.files,
+        if done.drained.is_empty() {
+            "none".to_owned()
+        } else {
+            done.drained.join(", ")
+        }
+    );
 }

@@ -268,6 +268,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The store an operator command writes through: migrated, and copying every audit event
+/// it records to the same journal as the gateway (so the journal misses nothing the console
+/// did).
+pub(crate) async fn console_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let journal = crate::audit::Journal::open(&settings.audit.dir)?;
+    Ok(store.with_journal(journal))
+}
+
 async fn verify_audit(settings: Settings) -> anyhow::Result<()> {
     // Verification never creates anything: not a key, not a database.
     if let Some(file) =

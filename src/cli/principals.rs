@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{ApiKey, PrincipalAdmin, PrincipalKind, Role, valid_principal_name};
 use crate::config::Settings;
 use crate::providers::ProviderCode;
-use crate::store::{NewGrant, NewKey, NewPrincipal, Store};
+use crate::store::{NewGrant, NewKey, NewPrincipal};
 
 /// `claimgate principals …`
 #[derive(Debug, Subcommand)]
@@ -81,8 +81,7 @@ fn console_event(kind: EventKind, resource: String) -> AuditEvent {
 
 /// Runs one `principals` command.
 pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Result<()> {
-    let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
+    let store = super::console_store(&settings).await?;
     let admin = PrincipalAdmin::operator_console();
     match command {
         PrincipalsCommand::Create {

@@ -5,9 +5,14 @@
 //! are embedded per backend and applied at start-up. Errors never carry row values:
 //! database errors are reduced to their SQLSTATE code and constraint name.
 
+mod claim_rows;
 mod postgres;
 mod queries;
 mod sqlite;
+
+pub use claim_rows::{
+    ClaimKey, ClaimRow, IndexColumn, LineRow, SealedFileKey, SealedPhi, StoredPhi,
+};
 
 use std::time::Duration;
 
@@ -70,6 +75,10 @@ pub enum StoreError {
     /// The capability presented is not for this operation.
     #[error("not permitted")]
     NotPermitted,
+    /// A write sealed values under a data key that has since been destroyed or drained:
+    /// seal them again under the current key.
+    #[error("the data key was erased; seal again")]
+    KeyErased,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
@@ -219,6 +228,27 @@ pub struct NewDataKey<'a> {
     pub kek_fingerprint: &'a str,
     /// The wrapped key.
     pub wrapped_key: &'a [u8],
+    /// What it is for.
+    pub purpose: KeyPurpose,
+}
+
+/// What a data key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Seals PHI fields and raw-file keys; rotates.
+    Seal,
+    /// Computes blind indexes; never rotates (the indexes would change).
+    Index,
+}
+
+impl KeyPurpose {
+    /// `seal` or `index`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seal => "seal",
+            Self::Index => "index",
+        }
+    }
 }
 
 /// A raw file's record (its encrypted bytes live in the raw store).
@@ -230,6 +260,8 @@ pub struct NewRawFile<'a> {
     pub sealed_key: &'a [u8],
     /// Size of the encrypted file.
     pub stored_bytes: i64,
+    /// The data key that sealed `sealed_key`.
+    pub data_key_id: &'a str,
 }
 
 /// A stored data key.
@@ -251,6 +283,25 @@ pub struct StoredDataKey {
     pub retired_at: Option<OffsetDateTime>,
     /// Destroyed (crypto-shredded).
     pub destroyed_at: Option<OffsetDateTime>,
+    /// `seal` or `index`.
+    pub purpose: String,
+    /// Erased after re-encryption moved everything off it.
+    pub drained_at: Option<OffsetDateTime>,
+}
+
+impl StoredDataKey {
+    /// `active`, `retired`, `drained` or `destroyed`.
+    pub fn state(&self) -> &'static str {
+        if self.destroyed_at.is_some() {
+            "destroyed"
+        } else if self.drained_at.is_some() {
+            "drained"
+        } else if self.retired_at.is_some() {
+            "retired"
+        } else {
+            "active"
+        }
+    }
 }
 
 /// The storage handle: a connection pool for the configured backend, the clock that
@@ -561,6 +612,102 @@ impl Store {
         on_backend!(
             self,
             list_claims(&access.provider, audit, &self.journal, now)
+        )
+    }
+
+    /// Stores claim rows and their lines under the provider's tenancy, in one transaction.
+    pub async fn insert_claims(
+        &self,
+        provider: &ProviderCode,
+        rows: &[ClaimRow],
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        on_backend!(self, insert_claims(provider, rows, now))
+    }
+
+    /// One claim's sealed PHI, read under the provider's tenancy and audited (`audit` is
+    /// recorded in the same transaction); `None` when the provider has no such claim.
+    pub async fn claim_phi(
+        &self,
+        access: &PhiAccess,
+        id: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<StoredPhi>, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            claim_phi(&access.provider, id, audit, &self.journal, now)
+        )
+    }
+
+    /// Ids of the provider's claims whose blind index in `column` is `index`.
+    pub async fn find_claims(
+        &self,
+        access: &PhiAccess,
+        column: IndexColumn,
+        index: &[u8],
+    ) -> Result<Vec<i64>, StoreError> {
+        on_backend!(self, find_claims(&access.provider, column, index))
+    }
+
+    /// Up to `limit` of the provider's claims sealed by `key_id` (re-encryption).
+    pub async fn phi_sealed_by(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        key_id: &str,
+        limit: i64,
+    ) -> Result<Vec<StoredPhi>, StoreError> {
+        on_backend!(self, phi_sealed_by(provider, key_id, limit))
+    }
+
+    /// Moves claims from `old_key_id` to values sealed by `new_key_id`; how many moved.
+    pub async fn reseal_phi(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        (old_key_id, new_key_id): (&str, &str),
+        rows: &[(i64, SealedPhi)],
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, reseal_phi(provider, old_key_id, new_key_id, rows))
+    }
+
+    /// The provider's raw files whose key `key_id` sealed.
+    pub async fn file_keys_sealed_by(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        key_id: &str,
+    ) -> Result<Vec<SealedFileKey>, StoreError> {
+        on_backend!(self, file_keys_sealed_by(provider, key_id))
+    }
+
+    /// Moves one raw file's key from `old_key_id` to its new sealing by `new_key_id`.
+    pub async fn reseal_file_key(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        (old_key_id, new_key_id): (&str, &str),
+        file: &SealedFileKey,
+    ) -> Result<u64, StoreError> {
+        on_backend!(
+            self,
+            reseal_file_key(provider, old_key_id, new_key_id, file)
+        )
+    }
+
+    /// Erases retired key `key_id` if nothing is sealed by it any more; audited.
+    pub async fn drain_data_key(
+        &self,
+        _: &KeyAdmin,
+        provider: &ProviderCode,
+        key_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            drain_data_key(provider, key_id, audit, &self.journal, now)
         )
     }
 

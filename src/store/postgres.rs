@@ -133,4 +133,20 @@ async fn lock_audit_chain(
     Ok(())
 }
 
+/// Whether data key `key_id` still has its wrapped bytes, holding a share lock on its row
+/// until the transaction ends: draining or destroying the key (an UPDATE) waits for a
+/// write that seals under it, and a write started after them sees the key erased.
+async fn lock_data_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    key_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT wrapped_key IS NOT NULL FROM data_keys WHERE key_id = $1 FOR SHARE",
+    )
+    .bind(key_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(live.unwrap_or(false))
+}
+
 super::queries::portable_queries!(PgPool, sqlx::postgres::PgRow, sqlx::Postgres);

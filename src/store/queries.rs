@@ -14,8 +14,9 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            ClaimSummary, KeyView, NewDataKey, NewGrant, NewKey, NewPrincipal, NewRawFile, PrincipalView,
-            StoreError, StoredAuditEvent, StoredDataKey,
+            ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, LineRow, NewDataKey, NewGrant, NewKey,
+            NewPrincipal, NewRawFile, PrincipalView, SealedFileKey, SealedPhi, StoreError, StoredAuditEvent,
+            StoredDataKey, StoredPhi,
         };
 
         pub(super) async fn applied_migrations(pool: &$pool) -> Result<Vec<i64>, sqlx::Error> {
@@ -623,6 +624,8 @@ macro_rules! portable_queries {
                 created_at: row.try_get("created_at")?,
                 retired_at: row.try_get("retired_at")?,
                 destroyed_at: row.try_get("destroyed_at")?,
+                purpose: row.try_get("purpose")?,
+                drained_at: row.try_get("drained_at")?,
             })
         }
 
@@ -632,7 +635,7 @@ macro_rules! portable_queries {
         ) -> Result<Vec<StoredDataKey>, StoreError> {
             sqlx::query(
                 "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.sealed, k.created_at, \
-                 k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
+                 k.retired_at, k.destroyed_at, k.purpose, k.drained_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
                  WHERE $1 IS NULL OR p.code = $1 ORDER BY k.created_at, k.key_id",
             )
             .bind(provider.map(ProviderCode::as_str))
@@ -646,7 +649,7 @@ macro_rules! portable_queries {
         pub(super) async fn data_key(pool: &$pool, key_id: &str) -> Result<Option<StoredDataKey>, StoreError> {
             sqlx::query(
                 "SELECT k.key_id, p.code, k.kek_fingerprint, k.wrapped_key, k.sealed, k.created_at, \
-                 k.retired_at, k.destroyed_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
+                 k.retired_at, k.destroyed_at, k.purpose, k.drained_at FROM data_keys k JOIN providers p ON p.id = k.provider_id \
                  WHERE k.key_id = $1",
             )
             .bind(key_id)
@@ -673,22 +676,24 @@ macro_rules! portable_queries {
                 .await?
                 .ok_or(StoreError::UnknownProvider)?;
             sqlx::query(
-                "UPDATE data_keys SET retired_at = $2 WHERE provider_id = $1 \
+                "UPDATE data_keys SET retired_at = $2 WHERE provider_id = $1 AND purpose = $3 \
                  AND retired_at IS NULL AND destroyed_at IS NULL",
             )
             .bind(provider_id)
             .bind(now)
+            .bind(new.purpose.as_str())
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at, purpose) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(new.key_id)
             .bind(provider_id)
             .bind(new.kek_fingerprint)
             .bind(new.wrapped_key)
             .bind(now)
+            .bind(new.purpose.as_str())
             .execute(&mut *tx)
             .await?;
             finish(tx, audit, journal, now).await
@@ -702,14 +707,15 @@ macro_rules! portable_queries {
         ) -> Result<(), StoreError> {
             let mut tx = begin_tenant(pool, provider).await?;
             let done = sqlx::query(
-                "INSERT INTO raw_files (file_id, provider_id, sealed_key, stored_bytes, created_at) \
-                 SELECT $1, id, $3, $4, $5 FROM providers WHERE code = $2",
+                "INSERT INTO raw_files (file_id, provider_id, sealed_key, stored_bytes, created_at, data_key_id) \
+                 SELECT $1, id, $3, $4, $5, $6 FROM providers WHERE code = $2",
             )
             .bind(file.file_id)
             .bind(provider.as_str())
             .bind(file.sealed_key)
             .bind(file.stored_bytes)
             .bind(now)
+            .bind(file.data_key_id)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 0 {
@@ -845,6 +851,351 @@ macro_rules! portable_queries {
             event.records = Some(claims.len() as u64);
             finish(tx, &event, journal, now).await?;
             Ok(claims)
+        }
+
+        async fn provider_id_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            provider: &ProviderCode,
+        ) -> Result<i64, StoreError> {
+            sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
+                .bind(provider.as_str())
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::UnknownProvider)
+        }
+
+        /// Claims per multi-row INSERT (45 columns: under SQLite's 32,766 parameters).
+        const CLAIMS_PER_STATEMENT: usize = 500;
+        /// Lines per multi-row INSERT (17 columns).
+        const LINES_PER_STATEMENT: usize = 1_500;
+
+        /// Inserts claim rows (and their lines) inside `tx`. Refuses with
+        /// [`StoreError::KeyErased`] when a row's data key was destroyed or drained.
+        async fn insert_claims_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            provider_id: i64,
+            rows: &[ClaimRow],
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut keys: Vec<&str> = rows.iter().map(|r| r.data_key_id.as_str()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key_id in keys {
+                if !lock_data_key(tx, key_id).await? {
+                    return Err(StoreError::KeyErased);
+                }
+            }
+            for chunk in rows.chunks(CLAIMS_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, \
+                     frequency_code, original_claim_id, payer_id, payer_name, plan, sex, state, billing_npi, \
+                     billing_tin, rendering_npi, attending_npi, facility_npi, bill_type, place_of_service, \
+                     statement_from, statement_through, admission_date, discharge_date, admit_type, \
+                     admit_source, discharge_status, drg, diagnoses, procedures, total_charge_cents, \
+                     paid_cents, allowed_cents, line_count, data_key_id, member_id, first_name, last_name, \
+                     birth_date, address, city, zip, member_index, person_index, created_at) ",
+                );
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(provider_id)
+                        .push_bind(r.key.upload_id.as_str())
+                        .push_bind(r.key.record_no)
+                        .push_bind(r.source_claim_id.as_str())
+                        .push_bind(r.claim_type)
+                        .push_bind(r.frequency_code.as_str())
+                        .push_bind(r.original_claim_id.as_deref())
+                        .push_bind(r.payer_id.as_deref())
+                        .push_bind(r.payer_name.as_deref())
+                        .push_bind(r.plan.as_deref())
+                        .push_bind(r.sex.as_deref())
+                        .push_bind(r.state.as_deref())
+                        .push_bind(r.billing_npi.as_deref())
+                        .push_bind(r.billing_tin.as_deref())
+                        .push_bind(r.rendering_npi.as_deref())
+                        .push_bind(r.attending_npi.as_deref())
+                        .push_bind(r.facility_npi.as_deref())
+                        .push_bind(r.bill_type.as_deref())
+                        .push_bind(r.place_of_service.as_deref())
+                        .push_bind(r.statement_from)
+                        .push_bind(r.statement_through)
+                        .push_bind(r.admission_date)
+                        .push_bind(r.discharge_date)
+                        .push_bind(r.admit_type.as_deref())
+                        .push_bind(r.admit_source.as_deref())
+                        .push_bind(r.discharge_status.as_deref())
+                        .push_bind(r.drg.as_deref())
+                        .push_bind(r.diagnoses.as_str())
+                        .push_bind(r.procedures.as_str())
+                        .push_bind(r.total_charge_cents)
+                        .push_bind(r.paid_cents)
+                        .push_bind(r.allowed_cents)
+                        .push_bind(i32::try_from(r.lines.len()).unwrap_or(i32::MAX))
+                        .push_bind(r.data_key_id.as_str());
+                    for value in r.phi.values() {
+                        b.push_bind(value);
+                    }
+                    b.push_bind(r.member_index.as_deref())
+                        .push_bind(r.person_index.as_deref())
+                        .push_bind(now);
+                });
+                insert.build().execute(&mut **tx).await?;
+            }
+            let lines: Vec<(&ClaimRow, usize, &LineRow)> = rows
+                .iter()
+                .flat_map(|r| r.lines.iter().enumerate().map(move |(i, l)| (r, i + 1, l)))
+                .collect();
+            for chunk in lines.chunks(LINES_PER_STATEMENT) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO claim_lines (provider_id, upload_id, record_no, ordinal, line_number, \
+                     service_from, service_through, procedure_code, modifiers, revenue_code, ndc, \
+                     units_milli, charge_cents, paid_cents, allowed_cents, rendering_npi, place_of_service) ",
+                );
+                insert.push_values(chunk, |mut b, (r, ordinal, l)| {
+                    b.push_bind(provider_id)
+                        .push_bind(r.key.upload_id.as_str())
+                        .push_bind(r.key.record_no)
+                        .push_bind(i32::try_from(*ordinal).unwrap_or(i32::MAX))
+                        .push_bind(l.line_number)
+                        .push_bind(l.service_from)
+                        .push_bind(l.service_through)
+                        .push_bind(l.procedure_code.as_deref())
+                        .push_bind(l.modifiers.as_str())
+                        .push_bind(l.revenue_code.as_deref())
+                        .push_bind(l.ndc.as_deref())
+                        .push_bind(l.units_milli)
+                        .push_bind(l.charge_cents)
+                        .push_bind(l.paid_cents)
+                        .push_bind(l.allowed_cents)
+                        .push_bind(l.rendering_npi.as_deref())
+                        .push_bind(l.place_of_service.as_deref());
+                });
+                insert.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+
+        pub(super) async fn insert_claims(
+            pool: &$pool,
+            provider: &ProviderCode,
+            rows: &[ClaimRow],
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            insert_claims_in(&mut tx, provider_id, rows, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        fn stored_phi_from(row: &$row) -> Result<StoredPhi, StoreError> {
+            let mut phi = SealedPhi::default();
+            for (slot, column) in phi.values_mut().into_iter().zip(SealedPhi::COLUMNS) {
+                *slot = row.try_get(column)?;
+            }
+            Ok(StoredPhi {
+                id: row.try_get("id")?,
+                key: ClaimKey {
+                    upload_id: row.try_get("upload_id")?,
+                    record_no: row.try_get("record_no")?,
+                },
+                source_claim_id: row.try_get("source_claim_id")?,
+                data_key_id: row.try_get("data_key_id")?,
+                phi,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        /// One claim's sealed PHI, under the provider's tenancy, audited in the same
+        /// transaction (a PHI read).
+        pub(super) async fn claim_phi(
+            pool: &$pool,
+            provider: &ProviderCode,
+            id: i64,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<Option<StoredPhi>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let row = sqlx::query(
+                "SELECT c.id, c.upload_id, c.record_no, c.source_claim_id, c.data_key_id, \
+                 c.member_id, c.first_name, c.last_name, c.birth_date, c.address, c.city, c.zip, c.created_at \
+                 FROM claims c JOIN providers p ON p.id = c.provider_id WHERE p.code = $1 AND c.id = $2",
+            )
+                .bind(provider.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let phi = stored_phi_from(&row)?;
+            finish(tx, audit, journal, now).await?;
+            Ok(Some(phi))
+        }
+
+        /// Ids of the provider's claims whose blind index `column` equals `index`.
+        pub(super) async fn find_claims(
+            pool: &$pool,
+            provider: &ProviderCode,
+            column: IndexColumn,
+            index: &[u8],
+        ) -> Result<Vec<i64>, StoreError> {
+            let sql = match column {
+                IndexColumn::Member => "SELECT c.id FROM claims c JOIN providers p ON p.id = c.provider_id \
+                     WHERE p.code = $1 AND c.member_index = $2 ORDER BY c.id",
+                IndexColumn::Person => "SELECT c.id FROM claims c JOIN providers p ON p.id = c.provider_id \
+                     WHERE p.code = $1 AND c.person_index = $2 ORDER BY c.id",
+            };
+            let mut tx = begin_tenant(pool, provider).await?;
+            let ids = sqlx::query_scalar(sql)
+                .bind(provider.as_str())
+                .bind(index)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(ids)
+        }
+
+        /// Up to `limit` of the provider's claims whose PHI is sealed by `key_id`.
+        pub(super) async fn phi_sealed_by(
+            pool: &$pool,
+            provider: &ProviderCode,
+            key_id: &str,
+            limit: i64,
+        ) -> Result<Vec<StoredPhi>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let rows = sqlx::query(
+                "SELECT c.id, c.upload_id, c.record_no, c.source_claim_id, c.data_key_id, \
+                 c.member_id, c.first_name, c.last_name, c.birth_date, c.address, c.city, c.zip, c.created_at \
+                 FROM claims c JOIN providers p ON p.id = c.provider_id WHERE p.code = $1 \
+                 AND c.data_key_id = $2 ORDER BY c.id LIMIT $3",
+            )
+                .bind(provider.as_str())
+                .bind(key_id)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows.iter().map(stored_phi_from).collect()
+        }
+
+        /// Replaces the sealed PHI of claims still sealed by `old_key_id` with values sealed
+        /// by `new_key_id`, in one transaction; a row moved meanwhile is left alone.
+        pub(super) async fn reseal_phi(
+            pool: &$pool,
+            provider: &ProviderCode,
+            old_key_id: &str,
+            new_key_id: &str,
+            rows: &[(i64, SealedPhi)],
+        ) -> Result<u64, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            if !lock_data_key(&mut tx, new_key_id).await? {
+                return Err(StoreError::KeyErased);
+            }
+            let mut moved = 0;
+            for (id, phi) in rows {
+                let mut update = sqlx::query(
+                    "UPDATE claims SET data_key_id = $3, member_id = $4, first_name = $5, last_name = $6, \
+                     birth_date = $7, address = $8, city = $9, zip = $10 WHERE id = $1 AND data_key_id = $2",
+                )
+                .bind(id)
+                .bind(old_key_id)
+                .bind(new_key_id);
+                for value in phi.values() {
+                    update = update.bind(value);
+                }
+                moved += update.execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            Ok(moved)
+        }
+
+        /// The provider's raw files whose key is sealed by `key_id`.
+        pub(super) async fn file_keys_sealed_by(
+            pool: &$pool,
+            provider: &ProviderCode,
+            key_id: &str,
+        ) -> Result<Vec<SealedFileKey>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let rows = sqlx::query(
+                "SELECT r.file_id, r.sealed_key FROM raw_files r JOIN providers p ON p.id = r.provider_id \
+                 WHERE p.code = $1 AND r.data_key_id = $2 ORDER BY r.file_id",
+            )
+            .bind(provider.as_str())
+            .bind(key_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(SealedFileKey {
+                        file_id: r.try_get("file_id")?,
+                        sealed_key: r.try_get("sealed_key")?,
+                    })
+                })
+                .collect()
+        }
+
+        /// Replaces one raw file's sealed key if it is still sealed by `old_key_id`.
+        pub(super) async fn reseal_file_key(
+            pool: &$pool,
+            provider: &ProviderCode,
+            old_key_id: &str,
+            new_key_id: &str,
+            file: &SealedFileKey,
+        ) -> Result<u64, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            if !lock_data_key(&mut tx, new_key_id).await? {
+                return Err(StoreError::KeyErased);
+            }
+            let done = sqlx::query(
+                "UPDATE raw_files SET sealed_key = $3, data_key_id = $4 WHERE file_id = $1 AND data_key_id = $2",
+            )
+            .bind(file.file_id.as_str())
+            .bind(old_key_id)
+            .bind(file.sealed_key.as_slice())
+            .bind(new_key_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        }
+
+        /// Erases a retired key that nothing is sealed by any more; audited. The key row is
+        /// updated first, so a concurrent write sealing under it either committed before
+        /// (and is counted) or waits and then sees the key erased.
+        pub(super) async fn drain_data_key(
+            pool: &$pool,
+            provider: &ProviderCode,
+            key_id: &str,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<bool, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let erased = sqlx::query(
+                "UPDATE data_keys SET wrapped_key = NULL, drained_at = $2 WHERE key_id = $1 \
+                 AND purpose = 'seal' AND retired_at IS NOT NULL AND wrapped_key IS NOT NULL",
+            )
+            .bind(key_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if erased.rows_affected() == 0 {
+                return Ok(false);
+            }
+            let in_use: i64 = sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM claims WHERE data_key_id = $1) \
+                 + (SELECT count(*) FROM raw_files WHERE data_key_id = $1)",
+            )
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if in_use > 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            finish(tx, audit, journal, now).await?;
+            Ok(true)
         }
     };
 }

@@ -75,4 +75,18 @@ async fn lock_audit_chain(
     Ok(())
 }
 
+/// Whether data key `key_id` still has its wrapped bytes (writers are serialised, so the
+/// answer holds until the transaction ends).
+async fn lock_data_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let live: Option<bool> =
+        sqlx::query_scalar("SELECT wrapped_key IS NOT NULL FROM data_keys WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(live.unwrap_or(false))
+}
+
 super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);

@@ -80,6 +80,7 @@ fn probe(path: &str, code: &str) -> String {
         .replace("{name}", "nobody")
         .replace("{role}", "analyst")
         .replace("{key_id}", "00000000000000ff")
+        .replace("{id:\\d{1,18}}", "1")
 }
 
 async fn matrix_on(backend: Backend) {
@@ -311,11 +312,8 @@ async fn break_glass_on(backend: Backend) {
         return;
     };
     app.provider("acme").await;
-    app.sql(&format!(
-        "INSERT INTO claims (provider_id, source_claim_id, phi_envelope, created_at) \
-         SELECT id, '{CANARY}', x'00', '2026-11-27 00:00:00+00:00' FROM providers WHERE code = 'acme'"
-    ).replace("x'00'", if backend == Backend::Postgres { "'\\x00'::bytea" } else { "x'00'" }))
-    .await;
+    app.store_claims("acme", "u1", &[phi_claim(CANARY, "BG")])
+        .await;
     let analyst = app
         .principal("ann", "person", json!([{ "role": "analyst" }]))
         .await;
@@ -628,11 +626,10 @@ async fn postgres_tenancy_holds_in_the_database_and_an_unsafe_role_is_refused() 
     };
     app.provider("acme").await;
     app.provider("other").await;
-    app.sql(
-        "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) \
-         SELECT id, code || '-1', '\\x00'::bytea FROM providers",
-    )
-    .await;
+    app.store_claims("acme", "u-acme", &[phi_claim("acme-1", "T1")])
+        .await;
+    app.store_claims("other", "u-other", &[phi_claim("other-1", "T2")])
+        .await;
     let reader = app
         .principal(
             "reader",

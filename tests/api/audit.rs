@@ -183,11 +183,8 @@ async fn postgres_an_unrecordable_action_is_refused_and_leaves_nothing() {
 /// Mixed actions: creations, grants, a refusal, a bad credential, break-glass, PHI reads.
 async fn mixed_actions(app: &TestApp) -> String {
     app.provider("acme").await;
-    app.sql(&format!(
-        "INSERT INTO claims (provider_id, source_claim_id, phi_envelope, created_at) \
-         SELECT id, '{CANARY}', x'00', '2026-11-27 00:00:00+00:00' FROM providers"
-    ))
-    .await;
+    app.store_claims("acme", "u1", &[phi_claim(CANARY, "AUD")])
+        .await;
     let analyst = app
         .principal("ann", "person", json!([{ "role": "analyst" }]))
         .await;

@@ -19,6 +19,29 @@ use tokio_rustls::client::TlsStream;
 /// Canary PHI: a value that must never appear in any output.
 pub const CANARY: &str = "ZZCANARY-078-05-1120";
 
+/// A claim carrying distinctive fake PHI: every value starts with `ZZ` and contains `tag`
+/// (member `ZZMEM<tag>`, names `ZZFIRST<tag>` and `ZZLAST<tag>`, address `ZZADDR<tag>`,
+/// city `ZZCITY<tag>`, ZIP `99<tag>`), born 1950-02-03, with one line.
+pub fn phi_claim(source_claim_id: &str, tag: &str) -> claimgate::claims::Claim {
+    use claimgate::claims::{Claim, ClaimLine, ClaimType, Money, Phi};
+    let mut claim = Claim::new(ClaimType::Professional);
+    claim.source_claim_id = source_claim_id.to_owned();
+    claim.member_id = Phi::new(Some(format!("ZZMEM{tag}")));
+    claim.patient_first_name = Phi::new(Some(format!("ZZFIRST{tag}")));
+    claim.patient_last_name = Phi::new(Some(format!("ZZLAST{tag}")));
+    claim.birth_date = Phi::new(Some(time::macros::date!(1950 - 02 - 03)));
+    claim.address = Phi::new(Some(format!("ZZADDR{tag}")));
+    claim.city = Phi::new(Some(format!("ZZCITY{tag}")));
+    claim.zip = Phi::new(Some(format!("99{tag}")));
+    claim.total_charge = Some(Money::from_cents(12_345));
+    claim.lines.push(ClaimLine {
+        line_number: 1,
+        charge: Some(Money::from_cents(12_345)),
+        ..ClaimLine::default()
+    });
+    claim
+}
+
 /// A certificate set made once per test run by the product's own `dev-certs`.
 pub fn certs() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -323,6 +346,52 @@ impl TestApp {
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
             sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
         }
+    }
+
+    /// A keyring over the app's database and master key (as a second process would have).
+    pub async fn keyring(&self) -> (claimgate::store::Store, Arc<claimgate::keyring::Keyring>) {
+        let journal = claimgate::audit::Journal::open(&self.settings.audit.dir).unwrap();
+        let store = claimgate::store::Store::connect(&self.settings.database)
+            .await
+            .unwrap()
+            .with_journal(journal);
+        let kek = Arc::new(
+            claimgate::crypto::MasterKey::load(
+                &self.settings.keys.master_key,
+                claimgate::config::Profile::Dev,
+            )
+            .unwrap(),
+        );
+        let keyring = Arc::new(claimgate::keyring::Keyring::new(store.clone(), kek));
+        (store, keyring)
+    }
+
+    /// Stores `claims` for `provider` as records 1, 2, … of upload `upload`, through the
+    /// real protect stage (sealed PHI, blind indexes) and store.
+    pub async fn store_claims(
+        &self,
+        provider: &str,
+        upload: &str,
+        claims: &[claimgate::claims::Claim],
+    ) {
+        let (store, keyring) = self.keyring().await;
+        let provider = claimgate::providers::ProviderCode::parse(provider).unwrap();
+        let sealer = claimgate::protect::ClaimSealer::for_provider(&keyring, &provider)
+            .await
+            .unwrap();
+        let rows: Vec<_> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let key = claimgate::store::ClaimKey {
+                    upload_id: upload.to_owned(),
+                    record_no: i as i64 + 1,
+                };
+                sealer.seal(key, c).unwrap()
+            })
+            .collect();
+        store.insert_claims(&provider, &rows).await.unwrap();
+        keyring.record_seal_counts().await.unwrap();
     }
 
     /// The app's audit trail, read through a store of its own.

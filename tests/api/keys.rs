@@ -61,7 +61,7 @@ async fn keyring_on(backend: Backend) {
         .seal_field(&zeta, slot("Z1"), b"ZETA-VALUE")
         .await
         .unwrap();
-    let (file_key, sealed_file_key) = keyring.new_file_key(&acme, "file-1").await.unwrap();
+    let (file_key, sealed_file_key, _) = keyring.new_file_key(&acme, "file-1").await.unwrap();
     let mut writer = raw_file::EncryptingWriter::new(Vec::new(), &file_key, "file-1").unwrap();
     writer.write_all(CANARY.as_bytes()).unwrap();
     let raw = writer.finish().unwrap();

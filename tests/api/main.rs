@@ -11,6 +11,7 @@ mod helpers;
 
 mod access;
 mod audit;
+mod claim_store;
 mod config;
 mod http;
 mod keys;

@@ -59,7 +59,8 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
     let mut conn = PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(
         "INSERT INTO providers (code, name) VALUES ('p1', 'One'), ('p2', 'Two');
-         INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'c1', '\\x01'), (2, 'c2', '\\x02');
+         INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('k1', 1, 'f', '\\x00', now()), ('k2', 2, 'f', '\\x00', now());
+         INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 1, 'c1', 'professional', '1', '', '', 0, 'k1', '\\x01', now()), (2, 'u2', 1, 'c2', 'professional', '1', '', '', 0, 'k2', '\\x02', now());
          INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (1, now(), 'server_start', '{}', '\\x00', '\\x01');",
     )
     .execute(&mut conn)
@@ -88,7 +89,7 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
 
     // claimgate_ingest: writes claims for its provider; reads no PHI column; no audit.
     let ingest = "claimgate_ingest";
-    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'c3', '\\x03')").await, Ok(0));
+    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 2, 'c3', 'professional', '1', '', '', 0, 'k1', '\\x03', now())").await, Ok(0));
     assert_eq!(
         as_role(
             &mut conn,
@@ -100,16 +101,32 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
         Ok(1)
     );
     assert_eq!(
+        as_role(&mut conn, ingest, Some(1), "SELECT member_id FROM claims").await,
+        Err(DENIED.into())
+    );
+    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (2, 'u2', 2, 'x', 'professional', '1', '', '', 0, 'k2', '\\x00', now())").await, Err(DENIED.into()), "RLS WITH CHECK: not another provider's");
+    assert_eq!(
         as_role(
             &mut conn,
             ingest,
             Some(1),
-            "SELECT phi_envelope FROM claims"
+            "UPDATE claims SET member_id = '\\x00'"
         )
         .await,
-        Err(DENIED.into())
+        Err(DENIED.into()),
+        "ingest cannot rewrite sealed PHI"
     );
-    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (2, 'x', '\\x00')").await, Err(DENIED.into()), "RLS WITH CHECK: not another provider's");
+    assert_eq!(
+        as_role(
+            &mut conn,
+            ingest,
+            Some(1),
+            "UPDATE data_keys SET wrapped_key = NULL"
+        )
+        .await,
+        Err(DENIED.into()),
+        "ingest cannot erase a key"
+    );
     assert_eq!(
         as_role(
             &mut conn,
@@ -180,7 +197,14 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
         Err(DENIED.into()),
         "no other column may change"
     );
-    assert_eq!(as_role(&mut conn, api, Some(1), "INSERT INTO claims (provider_id, source_claim_id, phi_envelope) VALUES (1, 'x', '\\x00')").await, Err(DENIED.into()));
+    // The serving process runs the ingest workers: it writes claims, but only its tenant's.
+    assert_eq!(as_role(&mut conn, api, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 3, 'x', 'professional', '1', '', '', 0, 'k1', '\\x00', now())").await, Ok(0));
+    assert_eq!(as_role(&mut conn, api, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (2, 'u2', 3, 'x', 'professional', '1', '', '', 0, 'k2', '\\x00', now())").await, Err(DENIED.into()));
+    assert_eq!(
+        as_role(&mut conn, api, Some(1), "DELETE FROM claims").await,
+        Err(DENIED.into()),
+        "stored claims are never deleted"
+    );
     assert_eq!(
         as_role(&mut conn, api, None, "SELECT * FROM audit_events").await,
         Err(DENIED.into())
