@@ -19,6 +19,73 @@ use tokio_rustls::client::TlsStream;
 /// Canary PHI: a value that must never appear in any output.
 pub const CANARY: &str = "ZZCANARY-078-05-1120";
 
+/// A config file in a fresh directory using the test certificates and a free port.
+pub fn config_dir(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs();
+    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let config = format!(
+        "data_dir = \"{data}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+         [auth]\npolicy_model_file = \"{model}\"\npolicy_file = \"{policy}\"\n",
+        data = dir.path().join("data").display(),
+        cert = certs.join("server.pem").display(),
+        key = certs.join("server.key").display(),
+        model = policies.join("model.conf").display(),
+        policy = policies.join("policy.csv").display(),
+    );
+    std::fs::write(dir.path().join("claimgate.toml"), config).unwrap();
+    dir
+}
+
+/// A store (journaling like the gateway) and keyring over the database and master key of
+/// `settings`, as a second process would have.
+pub async fn keyring_for(
+    settings: &Settings,
+) -> (claimgate::store::Store, Arc<claimgate::keyring::Keyring>) {
+    let journal = claimgate::audit::Journal::open(&settings.audit.dir).unwrap();
+    let store = claimgate::store::Store::connect(&settings.database)
+        .await
+        .unwrap()
+        .with_journal(journal);
+    let kek = Arc::new(
+        claimgate::crypto::MasterKey::load(
+            &settings.keys.master_key,
+            claimgate::config::Profile::Dev,
+        )
+        .unwrap(),
+    );
+    let keyring = Arc::new(claimgate::keyring::Keyring::new(store.clone(), kek));
+    (store, keyring)
+}
+
+/// Stores `claims` for `provider` as records 1, 2, … of upload `upload`, through the real
+/// protect stage (sealed PHI, blind indexes) and store.
+pub async fn store_claims_for(
+    settings: &Settings,
+    provider: &str,
+    upload: &str,
+    claims: &[claimgate::claims::Claim],
+) {
+    let (store, keyring) = keyring_for(settings).await;
+    let provider = claimgate::providers::ProviderCode::parse(provider).unwrap();
+    let sealer = claimgate::protect::ClaimSealer::for_provider(&keyring, &provider)
+        .await
+        .unwrap();
+    let rows: Vec<_> = claims
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = claimgate::store::ClaimKey {
+                upload_id: upload.to_owned(),
+                record_no: i as i64 + 1,
+            };
+            sealer.seal(key, c).unwrap()
+        })
+        .collect();
+    store.insert_claims(&provider, &rows).await.unwrap();
+    keyring.record_seal_counts().await.unwrap();
+}
+
 /// A claim carrying distinctive fake PHI: every value starts with `ZZ` and contains `tag`
 /// (member `ZZMEM<tag>`, names `ZZFIRST<tag>` and `ZZLAST<tag>`, address `ZZADDR<tag>`,
 /// city `ZZCITY<tag>`, ZIP `99<tag>`), born 1950-02-03, with one line.
@@ -151,6 +218,15 @@ pub fn test_settings(
     database_url: Option<&str>,
     extra_env: &[(&str, &str)],
 ) -> Settings {
+    Settings::load(None, test_env(dir, database_url, extra_env)).unwrap()
+}
+
+/// The environment of [`test_settings`], to start the real binary with.
+pub fn test_env(
+    dir: &Path,
+    database_url: Option<&str>,
+    extra_env: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let certs = certs();
     let mut env: Vec<(String, String)> = vec![
         ("CLAIMGATE_DATA_DIR".into(), dir.display().to_string()),
@@ -186,7 +262,7 @@ pub fn test_settings(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    Settings::load(None, env).unwrap()
+    env
 }
 
 /// A running gateway.
@@ -274,23 +350,7 @@ impl TestApp {
     /// A request with `token` as bearer credential (none when empty) and a JSON body
     /// (none when empty).
     pub async fn call(&self, token: &str, method: &str, path: &str, body: &str) -> Response {
-        let auth = if token.is_empty() {
-            String::new()
-        } else {
-            format!("Authorization: Bearer {token}\r\n")
-        };
-        let content = if body.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            )
-        };
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{content}Connection: close\r\n\r\n{body}"
-        );
-        self.send(&request).await
+        call_at(self.addr, token, method, path, body).await
     }
 
     /// Creates a principal through the API as the bootstrap admin; returns its token.
@@ -350,48 +410,17 @@ impl TestApp {
 
     /// A keyring over the app's database and master key (as a second process would have).
     pub async fn keyring(&self) -> (claimgate::store::Store, Arc<claimgate::keyring::Keyring>) {
-        let journal = claimgate::audit::Journal::open(&self.settings.audit.dir).unwrap();
-        let store = claimgate::store::Store::connect(&self.settings.database)
-            .await
-            .unwrap()
-            .with_journal(journal);
-        let kek = Arc::new(
-            claimgate::crypto::MasterKey::load(
-                &self.settings.keys.master_key,
-                claimgate::config::Profile::Dev,
-            )
-            .unwrap(),
-        );
-        let keyring = Arc::new(claimgate::keyring::Keyring::new(store.clone(), kek));
-        (store, keyring)
+        keyring_for(&self.settings).await
     }
 
-    /// Stores `claims` for `provider` as records 1, 2, … of upload `upload`, through the
-    /// real protect stage (sealed PHI, blind indexes) and store.
+    /// Stores `claims` for `provider` as records 1, 2, … of upload `upload`.
     pub async fn store_claims(
         &self,
         provider: &str,
         upload: &str,
         claims: &[claimgate::claims::Claim],
     ) {
-        let (store, keyring) = self.keyring().await;
-        let provider = claimgate::providers::ProviderCode::parse(provider).unwrap();
-        let sealer = claimgate::protect::ClaimSealer::for_provider(&keyring, &provider)
-            .await
-            .unwrap();
-        let rows: Vec<_> = claims
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let key = claimgate::store::ClaimKey {
-                    upload_id: upload.to_owned(),
-                    record_no: i as i64 + 1,
-                };
-                sealer.seal(key, c).unwrap()
-            })
-            .collect();
-        store.insert_claims(&provider, &rows).await.unwrap();
-        keyring.record_seal_counts().await.unwrap();
+        store_claims_for(&self.settings, provider, upload, claims).await;
     }
 
     /// The app's audit trail, read through a store of its own.
@@ -407,6 +436,40 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
     }
+}
+
+/// A request to the gateway at `addr` with `token` as bearer credential (none when empty)
+/// and a JSON body (none when empty).
+pub async fn call_at(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Response {
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+    );
+    request_with(
+        addr,
+        client_config(ClientOptions::default()),
+        request.as_bytes(),
+    )
+    .await
+    .unwrap()
 }
 
 /// A GET request with `Connection: close`.

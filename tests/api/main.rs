@@ -15,6 +15,7 @@ mod claim_store;
 mod config;
 mod http;
 mod keys;
+mod leak;
 mod postgres_roles;
 mod raw_store;
 mod readiness;

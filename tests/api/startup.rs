@@ -54,24 +54,6 @@ fn assert_refused(run: &Run, needles: &[&str]) {
     );
 }
 
-/// A config file in a fresh directory using the test certificates and a free port.
-fn config_dir(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = certs();
-    let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    let config = format!(
-        "data_dir = \"{data}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
-         [auth]\npolicy_model_file = \"{model}\"\npolicy_file = \"{policy}\"\n",
-        data = dir.path().join("data").display(),
-        cert = certs.join("server.pem").display(),
-        key = certs.join("server.key").display(),
-        model = policies.join("model.conf").display(),
-        policy = policies.join("policy.csv").display(),
-    );
-    std::fs::write(dir.path().join("claimgate.toml"), config).unwrap();
-    dir
-}
-
 /// Replaces `from` with `to` in a settings file.
 fn edit(path: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(path).unwrap();

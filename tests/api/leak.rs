@@ -1,0 +1,338 @@
+//! The PHI leak test. The real binary runs with debug logging, its standard output and
+//! error captured; claims and a raw file carrying distinctive fake PHI are written through
+//! the store and raw-store paths, then read back through the API (opened, searched, asked
+//! for with PHI in the URL). Afterwards no PHI value may appear anywhere but in the
+//! responses to the permitted reads: not in the database (raw bytes of the SQLite files,
+//! every row of every PostgreSQL table), the raw store, the audit journal, the logs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use claimgate::config::Settings;
+use claimgate::raw_store::RawStore;
+use serde_json::json;
+
+use crate::helpers::*;
+
+/// The fake PHI of the claims stored (see [`phi_claim`]) and of the raw file.
+const VALUES: [&str; 6] = [
+    "ZZMEMLEAKQ",
+    "ZZFIRSTLEAKQ",
+    "ZZLASTLEAKQ",
+    "ZZADDRLEAKQ",
+    "ZZCITYLEAKQ",
+    CANARY,
+];
+
+/// The binary, serving with `env`, its output going to files in `dir`.
+struct Gateway {
+    child: std::process::Child,
+    addr: SocketAddr,
+    admin_key: String,
+}
+
+impl Gateway {
+    fn start(dir: &Path, env: &[(String, String)]) -> Self {
+        let stdout = std::fs::File::create(dir.join("stdout.log")).unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().cloned())
+            .env("CLAIMGATE_LOG__LEVEL", "debug")
+            .env("CLAIMGATE_AUDIT__CHECKPOINT_INTERVAL_SECS", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+            if let Some(port) = out
+                .split("https://localhost:")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+            {
+                let admin_key = out
+                    .split_whitespace()
+                    .find(|w| w.starts_with("cgk_"))
+                    .unwrap()
+                    .to_owned();
+                return Self {
+                    child,
+                    addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                    admin_key,
+                };
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not start: {}",
+                std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "clean shutdown: {exit:?}");
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn assert_absent(what: &str, bytes: &[u8]) {
+    for value in VALUES {
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{value} found in {what}"
+        );
+    }
+}
+
+/// Every row of every table, as text with `bytea` values decoded, as superuser.
+async fn postgres_rows(url: &str) -> Vec<u8> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables.contains(&"claims".to_owned()));
+    let mut out = Vec::new();
+    for table in tables {
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1",
+        )
+        .bind(&table)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        for (column, kind) in columns {
+            let sql = if kind == "bytea" {
+                format!("SELECT \"{column}\" FROM \"{table}\"")
+            } else {
+                format!("SELECT \"{column}\"::text FROM \"{table}\"")
+            };
+            for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+            {
+                if kind == "bytea" {
+                    out.extend(row.get::<Option<Vec<u8>>, _>(0).unwrap_or_default());
+                } else {
+                    out.extend(row.get::<Option<String>, _>(0).unwrap_or_default().bytes());
+                }
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+async fn leak_test_on(backend: Backend) {
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let Some(admin) = postgres_admin_url("leak_test").await else {
+                return;
+            };
+            Some(TestDatabase::create(&admin).await)
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = test_env(&data, database.as_ref().map(|d| d.url.as_str()), &[]);
+    let settings = Settings::load(None, env.clone()).unwrap();
+    let gateway = Gateway::start(dir.path(), &env);
+    let call = |token: String, method: &'static str, path: String, body: String| {
+        let addr = gateway.addr;
+        async move { call_at(addr, &token, method, &path, &body).await }
+    };
+    let admin = gateway.admin_key.clone();
+    let created = call(
+        admin.clone(),
+        "POST",
+        "/v1/admin/providers".into(),
+        json!({ "code": "acme", "name": "Acme" }).to_string(),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let principal = call(
+        admin.clone(),
+        "POST",
+        "/v1/admin/principals".into(),
+        json!({ "name": "reader", "kind": "person", "grants": [{ "role": "phi_reader", "provider": "acme" }] }).to_string(),
+    )
+    .await;
+    assert_eq!(principal.status, 201, "{principal:?}");
+    let reader = principal.json()["token"].as_str().unwrap().to_owned();
+
+    // Claims and a raw file through the store paths, as the ingest worker writes them.
+    let (store, keyring) = keyring_for(&settings).await;
+    store_claims_for(
+        &settings,
+        "acme",
+        "leak-upload",
+        &[phi_claim("LEAK-1", "LEAKQ"), phi_claim("LEAK-2", "LEAKQ")],
+    )
+    .await;
+    let raw = RawStore::new(&data.join("raw"), store.clone(), keyring.clone()).unwrap();
+    let original = format!("NM1*IL*1*ZZLASTLEAKQ*ZZFIRSTLEAKQ****MI*{CANARY}~\n").repeat(1000);
+    let file = raw
+        .put(
+            &claimgate::providers::ProviderCode::parse("acme").unwrap(),
+            original.as_bytes(),
+        )
+        .await
+        .unwrap();
+
+    // Permitted reads return PHI; refused and malformed ones must not echo it anywhere.
+    let listed = call(
+        reader.clone(),
+        "GET",
+        "/v1/providers/acme/claims".into(),
+        String::new(),
+    )
+    .await;
+    let id = listed.json()[0]["id"].as_i64().unwrap();
+    let shown = call(
+        reader.clone(),
+        "GET",
+        format!("/v1/providers/acme/claims/{id}"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(shown.status, 200);
+    assert_eq!(
+        shown.json()["member_id"],
+        "ZZMEMLEAKQ",
+        "the permitted read works"
+    );
+    let found = call(
+        reader.clone(),
+        "POST",
+        "/v1/providers/acme/claims/search".into(),
+        json!({ "member_id": "ZZMEMLEAKQ" }).to_string(),
+    )
+    .await;
+    assert_eq!(found.json()["ids"].as_array().unwrap().len(), 2);
+    for (token, method, path, body) in [
+        (
+            reader.clone(),
+            "GET",
+            format!("/v1/providers/acme/claims/{CANARY}"),
+            String::new(),
+        ),
+        (
+            reader.clone(),
+            "GET",
+            format!("/v1/providers/acme/claims?member_id={CANARY}"),
+            String::new(),
+        ),
+        (
+            reader.clone(),
+            "POST",
+            "/v1/providers/acme/claims/search".into(),
+            format!(r#"{{"member_id": "{CANARY}", "x": 1}}"#),
+        ),
+        (
+            reader.clone(),
+            "POST",
+            "/v1/providers/acme/claims/search".into(),
+            format!(r#"{{"last_name": "{CANARY}"}}"#),
+        ),
+        (
+            String::new(),
+            "POST",
+            "/v1/providers/acme/claims/search".into(),
+            json!({ "member_id": CANARY }).to_string(),
+        ),
+        (
+            format!("cgk_{CANARY}"),
+            "GET",
+            "/v1/whoami".into(),
+            String::new(),
+        ),
+    ] {
+        let response = call(token, method, path.clone(), body).await;
+        assert!(response.status < 500, "{path}: {response:?}");
+        assert_absent(
+            &format!("the response to {method} {path}"),
+            response.body.as_bytes(),
+        );
+    }
+    let mut reopened = Vec::new();
+    std::io::Read::read_to_end(
+        &mut raw
+            .open(
+                &claimgate::providers::ProviderCode::parse("acme").unwrap(),
+                &file.file_id,
+            )
+            .await
+            .unwrap(),
+        &mut reopened,
+    )
+    .unwrap();
+    assert_eq!(reopened, original.as_bytes());
+    drop((store, keyring, raw));
+    // Let a checkpoint run, then stop cleanly (the stop path writes events too).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gateway.stop();
+
+    // Nothing holds the values: every file the gateway wrote (database, WAL, raw store,
+    // journal, keys) and its output.
+    let written = files(dir.path());
+    assert!(
+        written
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "cgrf"))
+    );
+    assert!(written.iter().any(|f| f.ends_with("stderr.log")));
+    for path in &written {
+        assert_absent(&path.display().to_string(), &std::fs::read(path).unwrap());
+    }
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(stderr.contains("DEBUG"), "debug logging was on");
+    if let Some(database) = &database {
+        assert_absent("the PostgreSQL tables", &postgres_rows(&database.url).await);
+    }
+}
+
+#[tokio::test]
+async fn no_phi_reaches_the_database_raw_store_journal_or_logs_sqlite() {
+    leak_test_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_no_phi_reaches_the_database_raw_store_journal_or_logs() {
+    leak_test_on(Backend::Postgres).await;
+}
