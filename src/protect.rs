@@ -39,6 +39,11 @@ impl ClaimSealer {
         })
     }
 
+    /// A sealer over keys already at hand.
+    pub fn new(key: Arc<DataKey>, index: Arc<BlindIndexKey>) -> Self {
+        Self { key, index }
+    }
+
     /// The id of the data key this sealer seals with.
     pub fn key_id(&self) -> &str {
         self.key.id()

@@ -60,15 +60,19 @@ impl AeadKey {
         plaintext: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        let mut sealed = plaintext.to_vec();
-        self.0
-            .seal_in_place_append_tag(
+        // Encrypt in place at the end of `out`: no separate copy of the plaintext is made
+        // (and none is left behind in freed memory).
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                &mut sealed,
+                out.get_mut(start..).ok_or(CryptoError::Malformed)?,
             )
             .map_err(|_| CryptoError::Decrypt)?;
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(tag.as_ref());
         Ok(())
     }
 
@@ -94,11 +98,38 @@ impl AeadKey {
     }
 }
 
+/// Random bytes drawn from the DRBG at a time for nonces: one call yields 341 nonces.
+const NONCE_POOL: usize = 4092;
+
+/// Each thread's pool of random bytes for nonces. Drawing 12 bytes at a time from the DRBG
+/// cost more than the encryption itself (each call does its own locking, reseed checks and
+/// entropy mixing); drawing 4 KiB and slicing it keeps every nonce from the same generator.
+/// Nonces are public, so the pool needs no secrecy; each byte is handed out once.
+struct NoncePool {
+    bytes: [u8; NONCE_POOL],
+    used: usize,
+}
+
+thread_local! {
+    static NONCES: std::cell::RefCell<NoncePool> = const {
+        std::cell::RefCell::new(NoncePool { bytes: [0; NONCE_POOL], used: NONCE_POOL })
+    };
+}
+
 /// A fresh random nonce.
 pub fn random_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
-    Ok(nonce)
+    NONCES.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.used + NONCE_LEN > NONCE_POOL {
+            aws_lc_rs::rand::fill(&mut pool.bytes).map_err(|_| CryptoError::Random)?;
+            pool.used = 0;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        let start = pool.used;
+        nonce.copy_from_slice(&pool.bytes[start..start + NONCE_LEN]);
+        pool.used += NONCE_LEN;
+        Ok(nonce)
+    })
 }
 
 /// A fresh random 256-bit key.
