@@ -27,6 +27,7 @@ pub mod config;
 pub mod crypto;
 pub mod findings;
 pub mod formats;
+pub mod ingest;
 pub mod keyring;
 pub mod mapping;
 pub mod pipeline;

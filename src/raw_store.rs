@@ -57,13 +57,92 @@ pub struct RawStore {
     keyring: Arc<Keyring>,
 }
 
-struct Counting<R>(R, u64);
+/// A raw file being written: bytes go through [`RawFileWriter::write`] (encrypted and
+/// hashed as they come), then [`RawStore::commit`] makes it a stored file, or dropping it
+/// removes the partial file. Synchronous: run it off the async executor.
+pub struct RawFileWriter {
+    provider: ProviderCode,
+    file_id: String,
+    key_id: String,
+    sealed_key: Vec<u8>,
+    partial: PathBuf,
+    writer: Option<EncryptingWriter<BufWriter<File>>>,
+    sha256: aws_lc_rs::digest::Context,
+    received: u64,
+}
 
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf)?;
-        self.1 += n as u64;
-        Ok(n)
+impl std::fmt::Debug for RawFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawFileWriter")
+            .field("file_id", &self.file_id)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawFileWriter {
+    /// The file's id.
+    pub fn file_id(&self) -> &str {
+        &self.file_id
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Encrypts and hashes `data`.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), RawStoreError> {
+        self.sha256.update(data);
+        self.received += data.len() as u64;
+        let writer = self.writer.as_mut().ok_or(RawStoreError::Io {
+            path: self.partial.display().to_string(),
+            kind: io::ErrorKind::BrokenPipe,
+        })?;
+        io::Write::write_all(writer, data).map_err(|e| RawStoreError::Io {
+            path: self.partial.display().to_string(),
+            kind: e.kind(),
+        })
+    }
+
+    /// The SHA-256 of everything written.
+    pub fn sha256(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.sha256.clone().finish().as_ref());
+        out
+    }
+
+    /// Seals the last chunk, syncs and renames the file to its real name (synchronous
+    /// part of [`RawStore::commit`]); returns its size on disk.
+    fn finish(&mut self, final_path: &Path) -> Result<u64, RawStoreError> {
+        let fail = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: io::Error| RawStoreError::Io {
+                path,
+                kind: e.kind(),
+            }
+        };
+        let writer = self.writer.take().ok_or(RawStoreError::Io {
+            path: self.partial.display().to_string(),
+            kind: io::ErrorKind::BrokenPipe,
+        })?;
+        let written = (|| {
+            let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            file.metadata().map(|m| m.len())
+        })()
+        .map_err(fail(&self.partial))?;
+        std::fs::rename(&self.partial, final_path).map_err(fail(final_path))?;
+        Ok(written)
+    }
+}
+
+impl Drop for RawFileWriter {
+    /// An unfinished file (a cut-off upload, a failed check) is removed.
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
     }
 }
 
@@ -84,12 +163,8 @@ impl RawStore {
             .join(format!("{file_id}.cgrf"))
     }
 
-    /// Encrypts everything `source` yields into a new raw file of `provider`.
-    pub async fn put(
-        &self,
-        provider: &ProviderCode,
-        source: impl Read,
-    ) -> Result<StoredRawFile, RawStoreError> {
+    /// Starts a new raw file of `provider` under a fresh id and file key.
+    pub async fn begin(&self, provider: &ProviderCode) -> Result<RawFileWriter, RawStoreError> {
         let mut random = [0u8; 16];
         aws_lc_rs::rand::fill(&mut random).map_err(|_| RawStoreError::Io {
             path: "random".into(),
@@ -99,57 +174,87 @@ impl RawStore {
         let (file_key, sealed_key, key_id) = self.keyring.new_file_key(provider, &file_id).await?;
         let dir = self.dir.join(provider.as_str());
         create_dir(&dir)?;
-        let final_path = self.path(provider, &file_id);
         let partial = dir.join(format!(".{file_id}.partial"));
-        let fail = |path: &Path| {
-            let path = path.display().to_string();
-            move |e: io::Error| RawStoreError::Io {
-                path,
-                kind: e.kind(),
-            }
+        let io_err = |e: io::Error| RawStoreError::Io {
+            path: partial.display().to_string(),
+            kind: e.kind(),
         };
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&partial)
-            .map_err(fail(&partial))?;
-        let mut source = Counting(source, 0);
-        let written = (|| {
-            let mut writer = EncryptingWriter::new(
-                BufWriter::with_capacity(256 * 1024, file),
-                &file_key,
-                &file_id,
-            )?;
-            io::copy(&mut source, &mut writer)?;
-            let file = writer.finish()?.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            file.metadata().map(|m| m.len())
-        })();
-        let stored_bytes = match written {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = std::fs::remove_file(&partial);
-                return Err(fail(&partial)(e));
-            }
-        };
-        std::fs::rename(&partial, &final_path).map_err(fail(&final_path))?;
+            .map_err(io_err)?;
+        let writer = EncryptingWriter::new(
+            BufWriter::with_capacity(256 * 1024, file),
+            &file_key,
+            &file_id,
+        )
+        .map_err(io_err)?;
+        Ok(RawFileWriter {
+            provider: provider.clone(),
+            file_id,
+            key_id,
+            sealed_key,
+            partial,
+            writer: Some(writer),
+            sha256: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            received: 0,
+        })
+    }
+
+    /// Makes a written file a stored raw file: synced, renamed to its real name, recorded
+    /// with its sealed key. The sync and rename run off the async executor.
+    pub async fn commit(&self, mut writer: RawFileWriter) -> Result<StoredRawFile, RawStoreError> {
+        let final_path = self.path(&writer.provider, &writer.file_id);
+        let (writer, stored_bytes) = tokio::task::spawn_blocking(move || {
+            let written = writer.finish(&final_path);
+            (writer, written)
+        })
+        .await
+        .map_err(|_| RawStoreError::Io {
+            path: self.dir.display().to_string(),
+            kind: io::ErrorKind::Interrupted,
+        })?;
+        let stored_bytes = stored_bytes?;
         self.store
             .insert_raw_file(
-                provider,
+                &writer.provider,
                 &NewRawFile {
-                    file_id: &file_id,
-                    sealed_key: &sealed_key,
+                    file_id: &writer.file_id,
+                    sealed_key: &writer.sealed_key,
                     stored_bytes: i64::try_from(stored_bytes).unwrap_or(i64::MAX),
-                    data_key_id: &key_id,
+                    data_key_id: &writer.key_id,
                 },
             )
             .await?;
         Ok(StoredRawFile {
-            file_id,
-            plaintext_bytes: source.1,
+            file_id: writer.file_id.clone(),
+            plaintext_bytes: writer.received,
             stored_bytes,
         })
+    }
+
+    /// Encrypts everything `source` yields into a new raw file of `provider` (reading on
+    /// the calling thread: for the console and tests; uploads use [`RawStore::begin`]).
+    pub async fn put(
+        &self,
+        provider: &ProviderCode,
+        mut source: impl Read,
+    ) -> Result<StoredRawFile, RawStoreError> {
+        let mut writer = self.begin(provider).await?;
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let n = source.read(&mut buffer).map_err(|e| RawStoreError::Io {
+                path: "input".into(),
+                kind: e.kind(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            writer.write(buffer.get(..n).unwrap_or_default())?;
+        }
+        self.commit(writer).await
     }
 
     /// Opens one of `provider`'s raw files for reading (decrypting as it is read; any

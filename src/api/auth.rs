@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::guard::RequestId;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Access, ParsedToken, Permission, Principal, Target};
+use crate::providers::ProviderCode;
 
 /// Longest `Authorization` header value considered (a real one is 88 bytes).
 const MAX_AUTHORIZATION_LEN: usize = 256;
@@ -66,6 +67,53 @@ impl Caller {
         event.provider = access.provider.as_ref().map(|p| p.as_str().to_owned());
         event.break_glass = access.break_glass;
         event
+    }
+
+    /// The one provider this caller's credential holds `permission` for (an upload's
+    /// provider comes from the credential, never from the request). No such provider is
+    /// an audited 403; a credential that holds it globally or for several providers
+    /// cannot say which, and is a 400.
+    pub async fn own_provider(
+        &self,
+        state: &AppState,
+        permission: Permission,
+    ) -> Result<(Access, ProviderCode), ApiError> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut providers: Vec<&ProviderCode> = self
+            .principal
+            .grants
+            .iter()
+            .filter_map(|g| g.provider.as_ref())
+            .filter(|p| {
+                self.principal
+                    .authorize(&state.policy, permission, Target::Provider(p), now)
+                    .is_some()
+            })
+            .collect();
+        providers.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        providers.dedup();
+        let global = self
+            .principal
+            .authorize(&state.policy, permission, Target::Global, now)
+            .is_some();
+        match providers.as_slice() {
+            [one] if !global => {
+                let code = (*one).clone();
+                let access = self
+                    .authorize(state, permission, Target::Provider(&code))
+                    .await?;
+                Ok((access, code))
+            }
+            [] if !global => {
+                // Refused (and audited) by the policy: no grant holds the permission.
+                self.authorize(state, permission, Target::Global).await?;
+                Err(ApiError::Forbidden)
+            }
+            _ => Err(ApiError::InvalidField {
+                field: "provider",
+                code: "credential_not_bound_to_one_provider",
+            }),
+        }
     }
 
     /// Asks the policy for `permission` on `target`; a refusal is audited and answers 403.

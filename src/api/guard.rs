@@ -64,15 +64,40 @@ impl RequestId {
 pub struct BodyLimits {
     /// Largest body, in bytes.
     pub max_bytes: u64,
+    /// Largest upload body (`POST /v1/uploads`), in bytes.
+    pub max_upload_bytes: u64,
     /// Rate window.
     pub window: Duration,
     /// Bytes that must arrive in each window (0 disables the rate check).
     pub min_bytes_per_window: u64,
 }
 
+impl BodyLimits {
+    /// The limits of the HTTP settings, with the upload route's own maximum.
+    pub fn new(http: &HttpSettings, ingest: &crate::config::IngestSettings) -> Self {
+        Self {
+            max_upload_bytes: ingest.max_upload_bytes,
+            ..Self::from(http)
+        }
+    }
+
+    /// This request's limits: an upload may be larger than other bodies.
+    fn for_request(self, req: &ServiceRequest) -> Self {
+        if req.method() == actix_web::http::Method::POST && req.path() == "/v1/uploads" {
+            Self {
+                max_bytes: self.max_upload_bytes,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+}
+
 impl From<&HttpSettings> for BodyLimits {
     fn from(http: &HttpSettings) -> Self {
         Self {
+            max_upload_bytes: http.max_body_bytes,
             max_bytes: http.max_body_bytes,
             window: http.body_rate_window,
             min_bytes_per_window: http
@@ -94,7 +119,7 @@ pub async fn request_guard(
         tracing::info_span!("request", request_id = request_id.as_str(), method = %req.method());
     let limits = req
         .app_data::<web::Data<BodyLimits>>()
-        .map(|d| *d.get_ref());
+        .map(|d| d.get_ref().for_request(&req));
 
     let refusal = if req.conn_data::<OverConnectionLimit>().is_some() {
         Some(ApiError::TooManyConnections)

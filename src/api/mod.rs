@@ -18,6 +18,7 @@ pub mod guard;
 mod health;
 mod principals;
 mod providers;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,12 @@ pub struct AppState {
     pub person_key_ttl: Duration,
     /// Longest break-glass grant.
     pub break_glass_max: Duration,
+    /// The encrypted raw store (uploads are written there as they arrive).
+    pub raw: Arc<crate::raw_store::RawStore>,
+    /// Ingest counters.
+    pub metrics: Arc<crate::ingest::Metrics>,
+    /// Wakes an idle worker when an upload arrives.
+    pub ingest_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Who may call a route.
@@ -64,6 +71,9 @@ pub enum Access {
     Global(Permission),
     /// Holders of the permission for the provider named by the `{code}` path segment.
     Tenant(Permission),
+    /// Holders of the permission for a provider: the credential's own (uploads), or the
+    /// resource's (receipts; another provider's is 404).
+    Credential(Permission),
 }
 
 /// One route: method, path pattern, who may call it, and its handler.
@@ -94,10 +104,10 @@ macro_rules! route {
     };
 }
 
-use Access::{Authenticated, Global, Public, Tenant};
+use Access::{Authenticated, Credential, Global, Public, Tenant};
 use Permission::{
-    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, PrincipalsRead, PrincipalsWrite,
-    ProvidersRead, ProvidersWrite,
+    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, MappingsWrite, MetricsRead,
+    PrincipalsRead, PrincipalsWrite, ProvidersRead, ProvidersWrite, UploadsRead, UploadsWrite,
 };
 
 /// Every route of the API.
@@ -108,6 +118,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
     route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
+    route!(PUT "/v1/admin/providers/{code}/mapping", Global(MappingsWrite), providers::set_mapping),
     route!(GET "/v1/admin/providers/{code}/keys", Global(KeysManage), data_keys::list),
     route!(POST "/v1/admin/providers/{code}/keys/rotate", Global(KeysManage), data_keys::rotate),
     route!(POST "/v1/admin/providers/{code}/keys/destroy", Global(KeysManage), data_keys::destroy),
@@ -124,6 +135,10 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),
     route!(POST "/v1/providers/{code}/claims/search", Tenant(ClaimsReadPhi), claims::search),
     route!(GET "/v1/providers/{code}/claims/{id:\\d{1,18}}", Tenant(ClaimsReadPhi), claims::show),
+    route!(POST "/v1/uploads", Credential(UploadsWrite), uploads::create),
+    route!(GET "/v1/uploads/{id}", Credential(UploadsRead), uploads::show),
+    route!(GET "/v1/uploads/{id}/rejects", Credential(UploadsRead), uploads::rejects),
+    route!(GET "/metrics", Global(MetricsRead), uploads::metrics),
     route!(GET "/v1/audit/events", Global(AuditRead), audit::search),
     route!(GET "/v1/audit/verify", Global(AuditRead), audit::verify),
     route!(GET "/v1/audit/export", Global(AuditRead), audit::export),

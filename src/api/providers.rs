@@ -100,3 +100,51 @@ pub async fn show(
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(ProviderView::from(provider)))
 }
+
+/// Body of `PUT /v1/admin/providers/{code}/mapping`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignMapping {
+    /// `x12`, a built-in name, or a mapping definition (TOML).
+    mapping: String,
+}
+
+/// Assigns the mapping the provider's files are read with (checked first: every problem
+/// is listed with its path and code).
+pub async fn set_mapping(
+    caller: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let access = caller
+        .authorize(&state, Permission::MappingsWrite, Target::Global)
+        .await?;
+    let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let code = ProviderCode::parse(&code).map_err(|_| ApiError::NotFound)?;
+    let body: AssignMapping = super::parse_json(&req, &body.0)?;
+    if let Err(problems) = crate::pipeline::MappingChoice::resolve(&body.mapping) {
+        let listed: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| serde_json::json!({ "path": p.path, "code": p.code, "message": p.message }))
+            .collect();
+        return Ok(HttpResponse::BadRequest().json(serde_json::json!({
+            "error_code": "mapping_invalid",
+            "message": "the mapping has problems",
+            "problems": listed,
+        })));
+    }
+    let mut event = caller.event_for(&access, EventKind::MappingActivated);
+    event.provider = Some(code.to_string());
+    event.resource = Some(format!("provider:{code}/mapping"));
+    state
+        .store
+        .set_provider_mapping(&admin, &code, &body.mapping, &event)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::UnknownProvider => ApiError::NotFound,
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::NoContent().finish())
+}

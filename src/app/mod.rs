@@ -58,6 +58,9 @@ pub enum StartupError {
     /// The data keys in the database do not match the configured key-encryption key.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
+    /// The raw store's directory is unusable.
+    #[error("ingest.raw_dir: {0}")]
+    RawStore(#[from] crate::raw_store::RawStoreError),
     /// The database role serving requests could bypass row-level security.
     #[error("refusing to start: the database role is unsafe:\n{}", .0.join("\n"))]
     UnsafeDatabaseRole(Vec<String>),
@@ -84,6 +87,7 @@ pub struct Application {
     signing_key: Arc<SigningKey>,
     keyring: Arc<Keyring>,
     housekeeping: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -120,6 +124,27 @@ impl Application {
             signing_key.clone(),
             keyring.clone(),
             settings.audit.checkpoint_interval,
+        );
+        let raw = Arc::new(crate::raw_store::RawStore::new(
+            &settings.ingest.raw_dir,
+            store.clone(),
+            keyring.clone(),
+        )?);
+        let metrics = Arc::new(crate::ingest::Metrics::default());
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let workers = crate::ingest::spawn_workers(
+            crate::ingest::Runner {
+                store: store.clone(),
+                keyring: keyring.clone(),
+                raw: raw.clone(),
+                metrics: metrics.clone(),
+                settings: crate::ingest::RunnerSettings {
+                    batch_claims: settings.ingest.batch_claims,
+                    lease: settings.ingest.lease,
+                },
+            },
+            settings.ingest.workers,
+            wake.clone(),
         );
         let bootstrap_credential = if settings.profile == Profile::Dev {
             bootstrap_admin(&store).await?
@@ -160,8 +185,11 @@ impl Application {
             readiness_timeout: settings.database.acquire_timeout,
             person_key_ttl: settings.auth.person_key_ttl,
             break_glass_max: settings.auth.break_glass_max,
+            raw,
+            metrics,
+            ingest_wake: wake,
         });
-        let limits = web::Data::new(guard::BodyLimits::from(&settings.http));
+        let limits = web::Data::new(guard::BodyLimits::new(&settings.http, &settings.ingest));
         let max_body = settings.http.max_body_bytes;
         let limiter = ConnectionLimiter::new(settings.http.max_connections_per_ip);
         let mut server = HttpServer::new(move || {
@@ -194,6 +222,7 @@ impl Application {
             signing_key,
             keyring,
             housekeeping,
+            workers,
         })
     }
 
@@ -222,6 +251,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
         self.housekeeping.abort();
+        // A worker stopped mid-upload leaves its lease; the upload resumes from its last
+        // committed checkpoint at the next start (or in another instance).
+        for worker in &self.workers {
+            worker.abort();
+        }
         if let Err(e) = self.keyring.record_seal_counts().await {
             tracing::error!(error = %e, "could not record data-key seal counts");
         }

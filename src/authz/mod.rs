@@ -37,6 +37,8 @@ pub enum Role {
     Analyst,
     /// Compliance staff: audit trail and accounting of disclosures.
     ComplianceAuditor,
+    /// A metrics scraper: operational counters only.
+    Monitoring,
 }
 
 impl Role {
@@ -49,6 +51,7 @@ impl Role {
             Self::PhiReader => "phi_reader",
             Self::Analyst => "analyst",
             Self::ComplianceAuditor => "compliance_auditor",
+            Self::Monitoring => "monitoring",
         }
     }
 }
@@ -66,13 +69,14 @@ pub struct UnknownRole;
 
 impl Role {
     /// Every role.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::SecurityAdmin,
         Self::MappingAdmin,
         Self::ProviderSubmitter,
         Self::PhiReader,
         Self::Analyst,
         Self::ComplianceAuditor,
+        Self::Monitoring,
     ];
 
     /// The role names, comma-separated, for messages.
@@ -182,11 +186,13 @@ pub enum Permission {
     EmergencyAccessRequest,
     /// Rotate and destroy data keys.
     KeysManage,
+    /// Read operational metrics.
+    MetricsRead,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::PrincipalsRead,
         Self::PrincipalsWrite,
         Self::ProvidersRead,
@@ -200,6 +206,7 @@ impl Permission {
         Self::AuditRead,
         Self::EmergencyAccessRequest,
         Self::KeysManage,
+        Self::MetricsRead,
     ];
 
     fn parts(self) -> (&'static str, &'static str) {
@@ -217,6 +224,7 @@ impl Permission {
             Self::AuditRead => ("audit", "read"),
             Self::EmergencyAccessRequest => ("emergency_access", "request"),
             Self::KeysManage => ("keys", "manage"),
+            Self::MetricsRead => ("metrics", "read"),
         }
     }
 
@@ -378,9 +386,14 @@ impl KeyAdmin {
 pub struct ProviderAdmin(());
 
 impl ProviderAdmin {
-    /// From an [`Access`] for [`Permission::ProvidersWrite`].
+    /// From an [`Access`] for [`Permission::ProvidersWrite`] or (to assign a provider's
+    /// mapping) [`Permission::MappingsWrite`].
     pub fn from_access(access: &Access) -> Option<Self> {
-        (access.permission == Permission::ProvidersWrite).then_some(Self(()))
+        matches!(
+            access.permission,
+            Permission::ProvidersWrite | Permission::MappingsWrite
+        )
+        .then_some(Self(()))
     }
 
     /// For the operator console (and the dev bootstrap).

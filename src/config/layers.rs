@@ -9,8 +9,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::{
-    AuditSettings, AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, KeySettings,
-    LogFormat, LogSettings, MasterKeySource, Profile, Settings, TlsProfile, TlsSettings,
+    AuditSettings, AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, IngestSettings,
+    KeySettings, LogFormat, LogSettings, MasterKeySource, Profile, Settings, TlsProfile,
+    TlsSettings,
 };
 
 /// Prefix of environment variables that override settings.
@@ -101,6 +102,18 @@ struct RawSettings {
     auth: RawAuth,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    ingest: RawIngest,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    raw_dir: Option<PathBuf>,
+    max_upload_bytes: Option<u64>,
+    workers: Option<usize>,
+    batch_claims: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,6 +472,23 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         )?),
     };
 
+    let ingest = IngestSettings {
+        raw_dir: raw.ingest.raw_dir.unwrap_or_else(|| data_dir.join("raw")),
+        max_upload_bytes: positive(
+            raw.ingest.max_upload_bytes,
+            8 << 30,
+            "ingest.max_upload_bytes",
+        )?,
+        workers: raw.ingest.workers.unwrap_or(1),
+        batch_claims: usize::try_from(positive(
+            raw.ingest.batch_claims,
+            2_000,
+            "ingest.batch_claims",
+        )?)
+        .unwrap_or(usize::MAX),
+        lease: Duration::from_secs(positive(raw.ingest.lease_secs, 60, "ingest.lease_secs")?),
+    };
+
     Ok(Settings {
         profile,
         data_dir,
@@ -471,6 +501,7 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         },
         auth,
         audit,
+        ingest,
         log: LogSettings {
             level: raw.log.level.unwrap_or_else(|| "info".to_owned()),
             format: raw.log.format.unwrap_or(if dev {

@@ -83,6 +83,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The audit trail.
     pub audit: AuditSettings,
+    /// Ingest: uploads, the raw store, workers.
+    pub ingest: IngestSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -179,6 +181,21 @@ pub struct AuditSettings {
     pub dir: PathBuf,
     /// How often the chain head is signed into a checkpoint (when it moved).
     pub checkpoint_interval: Duration,
+}
+
+/// Ingest.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Directory of the encrypted raw store.
+    pub raw_dir: PathBuf,
+    /// Largest upload body, in bytes.
+    pub max_upload_bytes: u64,
+    /// Workers processing uploads in this process (0: none; another process does it).
+    pub workers: usize,
+    /// Claims (and rejects) per committed batch.
+    pub batch_claims: usize,
+    /// How long a worker holds an upload without committing before another may take it.
+    pub lease: Duration,
 }
 
 /// Logging.

@@ -66,6 +66,24 @@ pub enum MappingChoice {
     },
 }
 
+impl MappingChoice {
+    /// The mapping a provider names: `x12` (837P or 837I by each transaction's version),
+    /// a built-in name (`x12-837p`, `x12-837i`), or a mapping definition in TOML.
+    pub fn resolve(spec: &str) -> Result<Self, Vec<crate::mapping::MappingProblem>> {
+        use crate::mapping::builtin::builtin;
+        let plan = |name: &str| -> Result<Box<Plan>, Vec<crate::mapping::MappingProblem>> {
+            Plan::from_toml(builtin(name).unwrap_or(name)).map(Box::new)
+        };
+        match spec.trim() {
+            "x12" => Ok(Self::X12ByVersion {
+                professional: plan("x12-837p")?,
+                institutional: plan("x12-837i")?,
+            }),
+            other => plan(other).map(Self::One),
+        }
+    }
+}
+
 /// One mapped claim with its findings.
 #[derive(Debug, Clone)]
 pub struct MappedClaim {
@@ -77,6 +95,8 @@ pub struct MappedClaim {
     pub findings: Vec<Finding>,
     /// Whether no error finding belongs to it.
     pub accepted: bool,
+    /// How many source records it came from (rows of a line-level file; 1 otherwise).
+    pub records: u64,
 }
 
 /// Totals of a preview run.
@@ -199,6 +219,7 @@ fn preview_x12<R: Read>(
             position: record.position.clone(),
             findings,
             accepted,
+            records: 1,
         });
     }
     read_findings.iter().for_each(&mut *on_finding);
@@ -434,11 +455,13 @@ fn run_rows(
                 claim.lines.len() as u64,
                 accepted,
             );
+            let records = group.len() as u64;
             on_claim(&MappedClaim {
                 claim,
                 position,
                 findings,
                 accepted,
+                records,
             });
             group.clear();
         };
@@ -590,6 +613,7 @@ fn preview_document<R: Read>(
             position: record.position.clone(),
             findings: mine,
             accepted,
+            records: 1,
         });
     }
     findings.iter().for_each(&mut *on_finding);

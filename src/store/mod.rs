@@ -9,10 +9,12 @@ mod claim_rows;
 mod postgres;
 mod queries;
 mod sqlite;
+mod upload_rows;
 
 pub use claim_rows::{
     ClaimKey, ClaimRow, IndexColumn, LineRow, SealedFileKey, SealedPhi, StoredPhi,
 };
+pub use upload_rows::{Batch, ClaimedUpload, NewUpload, RejectRow, UploadCounts, UploadRow};
 
 use std::time::Duration;
 
@@ -79,6 +81,10 @@ pub enum StoreError {
     /// seal them again under the current key.
     #[error("the data key was erased; seal again")]
     KeyErased,
+    /// The worker no longer holds the upload's lease (it expired and another worker
+    /// took the upload over): nothing of this batch was written.
+    #[error("the upload's lease was lost")]
+    LeaseLost,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
@@ -708,6 +714,132 @@ impl Store {
         on_backend!(
             self,
             drain_data_key(provider, key_id, audit, &self.journal, now)
+        )
+    }
+
+    /// Records a received upload (audited). When the provider already sent the same file
+    /// (SHA-256) or used the same idempotency key, that earlier upload is returned with
+    /// `false` and nothing is recorded.
+    pub async fn create_upload(
+        &self,
+        provider: &ProviderCode,
+        upload: &NewUpload<'_>,
+        audit: &AuditEvent,
+    ) -> Result<(UploadRow, bool), StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            create_upload(provider, upload, audit, &self.journal, now)
+        )
+    }
+
+    /// One upload; only the provider's own when `provider` is given.
+    pub async fn upload(
+        &self,
+        provider: Option<&ProviderCode>,
+        upload_id: &str,
+    ) -> Result<Option<UploadRow>, StoreError> {
+        on_backend!(self, upload(provider, upload_id))
+    }
+
+    /// Uploads by state (the queue depth).
+    pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        on_backend!(self, queue_depth())
+    }
+
+    /// Claims the next upload to process (or only `only`) for `owner`, holding it for
+    /// `lease`: one waiting, or one whose lease expired.
+    pub async fn claim_upload(
+        &self,
+        owner: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<ClaimedUpload>, StoreError> {
+        let now = self.clock.now();
+        on_backend!(self, claim_upload(owner, only, now + lease, now))
+    }
+
+    /// The highest reject ordinal committed for an upload (a resumed run skips those).
+    pub async fn reject_ordinal(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+    ) -> Result<i64, StoreError> {
+        on_backend!(self, reject_ordinal(provider, upload_id))
+    }
+
+    /// Commits a batch with its checkpoint while `owner` holds the lease (extended by
+    /// `lease`); returns how many replacements or voids in it matched no earlier claim.
+    pub async fn commit_batch(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+        owner: &str,
+        lease: Duration,
+        batch: &Batch,
+    ) -> Result<i64, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            commit_batch(provider, upload_id, owner, now + lease, batch, now)
+        )
+    }
+
+    /// Marks an upload done (`failure` `None`) or failed with a code, audited.
+    pub async fn finish_upload(
+        &self,
+        upload_id: &str,
+        owner: &str,
+        failure: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            finish_upload(upload_id, owner, failure, audit, &self.journal, now)
+        )
+    }
+
+    /// Stored claims of an upload and how many of its records have rejects.
+    pub async fn upload_outcome(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+    ) -> Result<(i64, i64), StoreError> {
+        on_backend!(self, upload_outcome(provider, upload_id))
+    }
+
+    /// Up to `limit` rejects of an upload after ordinal `after`.
+    pub async fn rejects(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<RejectRow>, StoreError> {
+        on_backend!(self, rejects(provider, upload_id, after, limit))
+    }
+
+    /// The mapping assigned to a provider (`None`: none yet).
+    pub async fn provider_mapping(
+        &self,
+        provider: &ProviderCode,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, provider_mapping(provider))
+    }
+
+    /// Assigns the mapping a provider's files are read with, audited.
+    pub async fn set_provider_mapping(
+        &self,
+        _: &ProviderAdmin,
+        provider: &ProviderCode,
+        mapping: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            set_provider_mapping(provider, mapping, audit, &self.journal, now)
         )
     }
 

@@ -14,9 +14,9 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, LineRow, NewDataKey, NewGrant, NewKey,
-            NewPrincipal, NewRawFile, PrincipalView, SealedFileKey, SealedPhi, StoreError, StoredAuditEvent,
-            StoredDataKey, StoredPhi,
+            Batch, ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, LineRow, NewDataKey, NewGrant,
+            NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
+            StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
 
         pub(super) async fn applied_migrations(pool: &$pool) -> Result<Vec<i64>, sqlx::Error> {
@@ -1196,6 +1196,362 @@ macro_rules! portable_queries {
             }
             finish(tx, audit, journal, now).await?;
             Ok(true)
+        }
+
+        fn counts_from(row: &$row) -> Result<UploadCounts, StoreError> {
+            Ok(UploadCounts {
+                records: row.try_get("records")?,
+                accepted: row.try_get("accepted")?,
+                rejected: row.try_get("rejected")?,
+                skipped: row.try_get("skipped")?,
+                claims: row.try_get("claims")?,
+                lines: row.try_get("lines")?,
+                replaced: row.try_get("replaced")?,
+                voided: row.try_get("voided")?,
+                unmatched: row.try_get("unmatched")?,
+                total_charge_cents: row.try_get("total_charge_cents")?,
+                line_charge_cents: row.try_get("line_charge_cents")?,
+            })
+        }
+
+        fn upload_from(row: &$row) -> Result<UploadRow, StoreError> {
+            Ok(UploadRow {
+                upload_id: row.try_get("upload_id")?,
+                provider: row.try_get("code")?,
+                sha256: hex::encode(row.try_get::<Vec<u8>, _>("sha256")?),
+                size_bytes: row.try_get("size_bytes")?,
+                state: row.try_get("state")?,
+                failure: row.try_get("failure")?,
+                attempts: row.try_get("attempts")?,
+                checkpoint: row.try_get("checkpoint")?,
+                counts: counts_from(row)?,
+                received_at: row.try_get("received_at")?,
+                started_at: row.try_get("started_at")?,
+                finished_at: row.try_get("finished_at")?,
+            })
+        }
+
+        /// Records a received upload (audited); an earlier upload of the same file (same
+        /// provider and SHA-256) or with the same idempotency key is returned instead, with
+        /// `false`.
+        pub(super) async fn create_upload(
+            pool: &$pool,
+            provider: &ProviderCode,
+            new: &NewUpload<'_>,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(UploadRow, bool), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            let earlier: Option<String> = sqlx::query_scalar(
+                "SELECT upload_id FROM uploads WHERE provider_id = $1 \
+                 AND (sha256 = $2 OR idempotency_key = $3) ORDER BY received_at LIMIT 1",
+            )
+            .bind(provider_id)
+            .bind(new.sha256)
+            .bind(new.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(earlier) = earlier {
+                tx.rollback().await?;
+                let row = upload(pool, Some(provider), &earlier)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                return Ok((row, false));
+            }
+            sqlx::query(
+                "INSERT INTO uploads (upload_id, provider_id, submitted_by, sha256, size_bytes, \
+                 idempotency_key, state, received_at) VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)",
+            )
+            .bind(new.upload_id)
+            .bind(provider_id)
+            .bind(new.submitted_by)
+            .bind(new.sha256)
+            .bind(new.size_bytes)
+            .bind(new.idempotency_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            finish(tx, audit, journal, now).await?;
+            let row = upload(pool, Some(provider), new.upload_id)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Ok((row, true))
+        }
+
+        /// One upload (of `provider` when given).
+        pub(super) async fn upload(
+            pool: &$pool,
+            provider: Option<&ProviderCode>,
+            upload_id: &str,
+        ) -> Result<Option<UploadRow>, StoreError> {
+            sqlx::query(
+                "SELECT u.*, p.code FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE u.upload_id = $1 AND ($2 IS NULL OR p.code = $2)",
+            )
+            .bind(upload_id)
+            .bind(provider.map(ProviderCode::as_str))
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(upload_from)
+            .transpose()
+        }
+
+        /// How many uploads are waiting or being processed, by state.
+        pub(super) async fn queue_depth(pool: &$pool) -> Result<Vec<(String, i64)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT state, count(*) FROM uploads GROUP BY state ORDER BY state",
+            )
+            .fetch_all(pool)
+            .await?)
+        }
+
+        /// Commits one batch of an upload: its claims (and their versions), its rejects,
+        /// its checkpoint and counts, all in one transaction, if `owner` still holds the
+        /// lease (which is extended to `lease_until`).
+        pub(super) async fn commit_batch(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+            owner: &str,
+            lease_until: OffsetDateTime,
+            batch: &Batch,
+            now: OffsetDateTime,
+        ) -> Result<i64, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let c = &batch.counts;
+            let held = sqlx::query(
+                "UPDATE uploads SET checkpoint = $3, lease_expires_at = $4, records = $5, accepted = $6, \
+                 rejected = $7, skipped = $8, claims = $9, lines = $10, replaced = $11, voided = $12, \
+                 total_charge_cents = $13, line_charge_cents = $14 \
+                 WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing' AND checkpoint <= $3",
+            )
+            .bind(upload_id)
+            .bind(owner)
+            .bind(batch.checkpoint)
+            .bind(lease_until)
+            .bind(c.records)
+            .bind(c.accepted)
+            .bind(c.rejected)
+            .bind(c.skipped)
+            .bind(c.claims)
+            .bind(c.lines)
+            .bind(c.replaced)
+            .bind(c.voided)
+            .bind(c.total_charge_cents)
+            .bind(c.line_charge_cents)
+            .execute(&mut *tx)
+            .await?;
+            if held.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost);
+            }
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            let mut unmatched = 0;
+            if !batch.claims.is_empty() {
+                insert_claims_in(&mut tx, provider_id, &batch.claims, now).await?;
+                let first = batch.claims.iter().map(|r| r.key.record_no).min().unwrap_or(0);
+                let last = batch.claims.iter().map(|r| r.key.record_no).max().unwrap_or(0);
+                // Earlier versions of these claims are superseded: the same claim id, or
+                // the claim a replacement or void names.
+                sqlx::query(
+                    "UPDATE claims SET superseded_at = $4 WHERE superseded_at IS NULL AND id IN ( \
+                     SELECT o.id FROM claims n JOIN claims o ON o.provider_id = n.provider_id \
+                       AND o.source_claim_id = n.source_claim_id AND o.id < n.id \
+                       WHERE n.upload_id = $1 AND n.record_no BETWEEN $2 AND $3 AND n.provider_id = $5 \
+                     UNION SELECT o.id FROM claims n JOIN claims o ON o.provider_id = n.provider_id \
+                       AND o.source_claim_id = n.original_claim_id AND o.id < n.id \
+                       WHERE n.upload_id = $1 AND n.record_no BETWEEN $2 AND $3 AND n.provider_id = $5 \
+                       AND n.frequency_code IN ('7', '8'))",
+                )
+                .bind(upload_id)
+                .bind(first)
+                .bind(last)
+                .bind(now)
+                .bind(provider_id)
+                .execute(&mut *tx)
+                .await?;
+                unmatched = sqlx::query(
+                    "UPDATE claims SET unmatched = TRUE WHERE upload_id = $1 AND record_no BETWEEN $2 AND $3 \
+                     AND provider_id = $4 AND frequency_code IN ('7', '8') AND NOT EXISTS ( \
+                       SELECT 1 FROM claims o WHERE o.provider_id = claims.provider_id AND o.id < claims.id \
+                       AND (o.source_claim_id = claims.source_claim_id OR o.source_claim_id = claims.original_claim_id))",
+                )
+                .bind(upload_id)
+                .bind(first)
+                .bind(last)
+                .bind(provider_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("UPDATE uploads SET unmatched = unmatched + $2 WHERE upload_id = $1")
+                    .bind(upload_id)
+                    .bind(i64::try_from(unmatched).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for chunk in batch.rejects.chunks(2_000) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO rejects (upload_id, provider_id, ordinal, record_no, line_no, byte_offset, \
+                     segment, field, code, severity, message) ",
+                );
+                insert.push_values(chunk, |mut b, r| {
+                    b.push_bind(upload_id)
+                        .push_bind(provider_id)
+                        .push_bind(r.ordinal)
+                        .push_bind(r.record_no)
+                        .push_bind(r.line_no)
+                        .push_bind(r.byte_offset)
+                        .push_bind(r.segment.as_deref())
+                        .push_bind(r.field.as_deref())
+                        .push_bind(r.code.as_str())
+                        .push_bind(r.severity.as_str())
+                        .push_bind(r.message.as_str());
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(i64::try_from(unmatched).unwrap_or(i64::MAX))
+        }
+
+        /// Ends an upload's processing (done or failed with a code), audited, if `owner`
+        /// still holds its lease.
+        pub(super) async fn finish_upload(
+            pool: &$pool,
+            upload_id: &str,
+            owner: &str,
+            failure: Option<&str>,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let done = sqlx::query(
+                "UPDATE uploads SET state = $3, failure = $4, finished_at = $5, lease_owner = NULL, \
+                 lease_expires_at = NULL WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing'",
+            )
+            .bind(upload_id)
+            .bind(owner)
+            .bind(if failure.is_some() { "failed" } else { "done" })
+            .bind(failure)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost);
+            }
+            finish(tx, audit, journal, now).await
+        }
+
+        /// How many claims of an upload are stored, and how many distinct records have
+        /// rejects (the runner's accounting check).
+        pub(super) async fn upload_outcome(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+        ) -> Result<(i64, i64), StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM claims WHERE upload_id = $1")
+                .bind(upload_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let rejected: i64 = sqlx::query_scalar(
+                "SELECT count(DISTINCT record_no) FROM rejects WHERE upload_id = $1 AND record_no > 0",
+            )
+            .bind(upload_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok((stored, rejected))
+        }
+
+        /// Up to `limit` rejects of an upload after `after` (an ordinal).
+        pub(super) async fn rejects(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+            after: i64,
+            limit: i64,
+        ) -> Result<Vec<RejectRow>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let rows = sqlx::query(
+                "SELECT r.* FROM rejects r JOIN providers p ON p.id = r.provider_id \
+                 WHERE r.upload_id = $1 AND p.code = $2 AND r.ordinal > $3 ORDER BY r.ordinal LIMIT $4",
+            )
+            .bind(upload_id)
+            .bind(provider.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(RejectRow {
+                        ordinal: r.try_get("ordinal")?,
+                        record_no: r.try_get("record_no")?,
+                        line_no: r.try_get("line_no")?,
+                        byte_offset: r.try_get("byte_offset")?,
+                        segment: r.try_get("segment")?,
+                        field: r.try_get("field")?,
+                        code: r.try_get("code")?,
+                        severity: r.try_get("severity")?,
+                        message: r.try_get("message")?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(super) async fn reject_ordinal(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+        ) -> Result<i64, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let max: Option<i64> =
+                sqlx::query_scalar("SELECT max(ordinal) FROM rejects WHERE upload_id = $1")
+                    .bind(upload_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(max.unwrap_or(0))
+        }
+
+        /// The mapping assigned to a provider.
+        pub(super) async fn provider_mapping(
+            pool: &$pool,
+            provider: &ProviderCode,
+        ) -> Result<Option<String>, StoreError> {
+            let mapping: Option<Option<String>> =
+                sqlx::query_scalar("SELECT mapping FROM providers WHERE code = $1")
+                    .bind(provider.as_str())
+                    .fetch_optional(pool)
+                    .await?;
+            mapping.ok_or(StoreError::UnknownProvider)
+        }
+
+        /// Assigns a provider's mapping, audited.
+        pub(super) async fn set_provider_mapping(
+            pool: &$pool,
+            provider: &ProviderCode,
+            mapping: &str,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let done = sqlx::query("UPDATE providers SET mapping = $2 WHERE code = $1")
+                .bind(provider.as_str())
+                .bind(mapping)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::UnknownProvider);
+            }
+            finish(tx, audit, journal, now).await
         }
     };
 }

@@ -89,4 +89,45 @@ async fn lock_data_key(
     Ok(live.unwrap_or(false))
 }
 
+/// Claims the oldest waiting upload, or one whose lease expired (its worker died), for
+/// `owner` until `lease_until`. `BEGIN IMMEDIATE` serialises claimers: one at a time
+/// finds and takes a job.
+pub(super) async fn claim_upload(
+    pool: &SqlitePool,
+    owner: &str,
+    only: Option<&str>,
+    lease_until: time::OffsetDateTime,
+    now: time::OffsetDateTime,
+) -> Result<Option<crate::store::ClaimedUpload>, StoreError> {
+    let mut tx = begin_write(pool).await?;
+    let row = sqlx::query(
+        "UPDATE uploads SET state = 'processing', lease_owner = $1, lease_expires_at = $2, \
+         attempts = attempts + 1, started_at = $3 \
+         WHERE upload_id = (SELECT upload_id FROM uploads WHERE ($4 IS NULL OR upload_id = $4) \
+           AND (state = 'received' OR (state = 'processing' AND lease_expires_at < $3)) ORDER BY received_at, upload_id LIMIT 1) \
+         RETURNING *, (SELECT code FROM providers WHERE id = uploads.provider_id) AS code, \
+           (SELECT mapping FROM providers WHERE id = uploads.provider_id) AS mapping",
+    )
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(only)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.as_ref().map(claimed_from).transpose()
+}
+
+fn claimed_from(row: &sqlx::sqlite::SqliteRow) -> Result<crate::store::ClaimedUpload, StoreError> {
+    use sqlx::Row as _;
+    Ok(crate::store::ClaimedUpload {
+        upload_id: row.try_get("upload_id")?,
+        provider: row.try_get("code")?,
+        mapping: row.try_get("mapping")?,
+        checkpoint: row.try_get("checkpoint")?,
+        counts: counts_from(row)?,
+        attempts: row.try_get("attempts")?,
+    })
+}
+
 super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);

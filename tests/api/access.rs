@@ -28,13 +28,14 @@ fn policy_rows() -> HashSet<(String, String, String, String)> {
         .collect()
 }
 
-const ROLES: [&str; 6] = [
+const ROLES: [&str; 7] = [
     "security_admin",
     "mapping_admin",
     "provider_submitter",
     "phi_reader",
     "analyst",
     "compliance_auditor",
+    "monitoring",
 ];
 
 /// A caller of the matrix: unauthenticated, or one role held globally or on `acme`.
@@ -69,6 +70,7 @@ fn expected(
         Access::Global(p) => !caller.tenant && has("global", p),
         Access::Tenant(p) if caller.tenant => code == "acme" && has("tenant", p),
         Access::Tenant(p) => has("global", p) || has("tenant", p),
+        Access::Credential(p) => has("global", p) || has("tenant", p),
     }
 }
 
@@ -125,7 +127,11 @@ async fn matrix_on(backend: Backend) {
         };
         for code in codes {
             let path = probe(route.path, code);
-            let body = if route.method == "POST" { "{}" } else { "" };
+            let body = if route.method == "POST" || route.method == "PUT" {
+                "{}"
+            } else {
+                ""
+            };
             for caller in &callers {
                 let response = app
                     .call(&caller.token, route.method.as_str(), &path, body)
@@ -133,7 +139,7 @@ async fn matrix_on(backend: Backend) {
                 let allowed = expected(&rows, caller, route.access, code);
                 let outcome = match response.status {
                     401 | 403 => false,
-                    200 | 201 | 204 | 400 | 404 | 409 => true,
+                    200 | 201 | 202 | 204 | 400 | 404 | 409 => true,
                     other => panic!(
                         "{} {path} as {}: unexpected {other}: {}",
                         route.method, caller.label, response.body

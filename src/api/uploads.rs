@@ -1,0 +1,371 @@
+//! Uploads: a provider system sends a claim file; the body streams into the encrypted raw
+//! store while its SHA-256 is computed (memory stays flat whatever its size); a recorded
+//! upload is queued for the workers and answered 202 with its id and status URL.
+//!
+//! - `POST /v1/uploads` (`uploads:write`; the provider is the credential's): the body is
+//!   the file. Optional headers: `X-Content-SHA256` (hex; checked on arrival),
+//!   `Idempotency-Key`. The same file (provider and SHA-256) sent again, or the same
+//!   idempotency key, answers 200 with the earlier upload and is not processed again.
+//! - `GET /v1/uploads/{id}` (`uploads:read`): the receipt: state, counts, control totals,
+//!   timings.
+//! - `GET /v1/uploads/{id}/rejects` (`uploads:read`): every refused record's position,
+//!   field, code and message (never a value), paged by `after` and `limit`.
+//!
+//! A body cut off, too large or failing its checksum is never recorded: the partial raw
+//! file is removed and the refusal audited (`upload.rejected`).
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::audit::{EventKind, Outcome};
+use crate::authz::{Access, Permission};
+use crate::providers::ProviderCode;
+use crate::raw_store::RawFileWriter;
+use crate::store::{NewUpload, UploadRow};
+
+/// Content types a claim file may be sent as.
+const FILE_TYPES: [&str; 10] = [
+    "application/octet-stream",
+    "application/edi-x12",
+    "text/plain",
+    "text/csv",
+    "application/xml",
+    "text/xml",
+    "application/json",
+    "application/fhir+json",
+    "application/x-ndjson",
+    "application/fhir+ndjson",
+];
+
+fn header_text<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The receipt of an upload as JSON.
+pub fn receipt_json(row: &UploadRow) -> serde_json::Value {
+    let time = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+    let c = &row.counts;
+    let seconds = match (row.started_at, row.finished_at) {
+        (Some(start), Some(end)) => Some((end - start).as_seconds_f64()),
+        _ => None,
+    };
+    serde_json::json!({
+        "upload_id": row.upload_id,
+        "provider": row.provider,
+        "state": row.state,
+        "failure": row.failure,
+        "sha256": row.sha256,
+        "size_bytes": row.size_bytes,
+        "attempts": row.attempts,
+        "counts": {
+            "records_read": c.records,
+            "accepted": c.accepted,
+            "rejected": c.rejected,
+            "skipped": c.skipped,
+            "claims": c.claims,
+            "lines": c.lines,
+            "replaced": c.replaced,
+            "voided": c.voided,
+            "unmatched": c.unmatched,
+        },
+        "control_totals": {
+            "total_charge_cents": c.total_charge_cents,
+            "line_charge_cents": c.line_charge_cents,
+        },
+        "received_at": time(Some(row.received_at)),
+        "started_at": time(row.started_at),
+        "finished_at": time(row.finished_at),
+        "processing_seconds": seconds,
+        "rejects_url": format!("/v1/uploads/{}/rejects", row.upload_id),
+    })
+}
+
+fn accepted_response(row: &UploadRow, created: bool) -> HttpResponse {
+    let status_url = format!("/v1/uploads/{}", row.upload_id);
+    let mut response = if created {
+        HttpResponse::Accepted()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
+        .insert_header((header::LOCATION, status_url.clone()))
+        .json(serde_json::json!({
+            "upload_id": row.upload_id,
+            "status_url": status_url,
+            "state": row.state,
+            "sha256": row.sha256,
+            "size_bytes": row.size_bytes,
+            "duplicate": !created,
+        }))
+}
+
+/// Receives a claim file.
+pub async fn create(
+    caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (access, provider) = caller
+        .own_provider(&state, Permission::UploadsWrite)
+        .await?;
+    let content_type = header_text(&req, "content-type")
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !content_type
+        .as_deref()
+        .is_some_and(|t| FILE_TYPES.contains(&t))
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let expected = match header_text(&req, "x-content-sha256") {
+        None => None,
+        Some(text) => Some(
+            hex::decode(text.trim())
+                .ok()
+                .filter(|d| d.len() == 32)
+                .ok_or(ApiError::InvalidField {
+                    field: "x-content-sha256",
+                    code: "expected_64_hex_characters",
+                })?,
+        ),
+    };
+    let idempotency_key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|k| (1..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or(ApiError::InvalidField {
+                    field: "idempotency-key",
+                    code: "expected_1_to_128_visible_characters",
+                })?
+                .to_owned(),
+        ),
+    };
+    let writer = state
+        .raw
+        .begin(&provider)
+        .await
+        .map_err(ApiError::internal)?;
+    // The body goes to a blocking thread that encrypts, hashes and writes it; the
+    // channel's bound keeps memory flat (back-pressure reaches the client through TCP).
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+    let writing = tokio::task::spawn_blocking(move || {
+        let mut writer: RawFileWriter = writer;
+        while let Some(chunk) = receiver.blocking_recv() {
+            writer.write(&chunk)?;
+        }
+        Ok::<_, crate::raw_store::RawStoreError>(writer)
+    });
+    let mut failure = None;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if sender.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(ApiError::from(e));
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let written = writing.await.map_err(ApiError::internal)?;
+    let refuse = |state: &AppState, bytes: u64, error: ApiError, reason: &'static str| {
+        state.metrics.refused(bytes);
+        let mut event = caller.event_for(&access, EventKind::UploadRejected);
+        event.outcome = Outcome::Denied;
+        event.reason = Some(reason);
+        let store = state.store.clone();
+        async move {
+            store.append_audit(&event).await?;
+            Err::<HttpResponse, ApiError>(error)
+        }
+    };
+    let writer = match (written, failure) {
+        (Ok(writer), None) => writer,
+        (Ok(writer), Some(error)) => {
+            let reason = match error {
+                ApiError::PayloadTooLarge => "too_large",
+                ApiError::BodyTimeout => "too_slow",
+                _ => "incomplete",
+            };
+            return refuse(&state, writer.received(), error, reason).await;
+        }
+        (Err(e), _) => return Err(ApiError::internal(e)),
+    };
+    if writer.received() == 0 {
+        return refuse(
+            &state,
+            0,
+            ApiError::InvalidField {
+                field: "body",
+                code: "empty_upload",
+            },
+            "empty",
+        )
+        .await;
+    }
+    let sha256 = writer.sha256();
+    if expected.as_deref().is_some_and(|e| e != sha256) {
+        return refuse(
+            &state,
+            writer.received(),
+            ApiError::InvalidField {
+                field: "x-content-sha256",
+                code: "checksum_mismatch",
+            },
+            "checksum_mismatch",
+        )
+        .await;
+    }
+    let size = writer.received();
+    let stored = state.raw.commit(writer).await.map_err(ApiError::internal)?;
+    let mut event = caller.event_for(&access, EventKind::UploadReceived);
+    event.resource = Some(format!("upload:{}", stored.file_id));
+    let (row, created) = state
+        .store
+        .create_upload(
+            &provider,
+            &NewUpload {
+                upload_id: &stored.file_id,
+                submitted_by: Some(caller.principal.id),
+                sha256: &sha256,
+                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+                idempotency_key: idempotency_key.as_deref(),
+            },
+            &event,
+        )
+        .await?;
+    state.metrics.received(size, !created);
+    if created {
+        state.ingest_wake.notify_one();
+    }
+    Ok(accepted_response(&row, created))
+}
+
+/// An upload the caller may read: it holds `uploads:read` on the upload's provider.
+/// Anything else is 404 (whether another provider's upload exists is not revealed) once
+/// the caller is known to hold the permission somewhere (otherwise an audited 403).
+async fn readable(
+    caller: &Caller,
+    state: &AppState,
+    upload_id: &str,
+) -> Result<(Access, UploadRow, ProviderCode), ApiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let holds_somewhere = caller.principal.grants.iter().any(|g| {
+        let target = match &g.provider {
+            Some(p) => crate::authz::Target::Provider(p),
+            None => crate::authz::Target::Global,
+        };
+        caller
+            .principal
+            .authorize(&state.policy, Permission::UploadsRead, target, now)
+            .is_some()
+    });
+    if !holds_somewhere {
+        caller
+            .authorize(state, Permission::UploadsRead, crate::authz::Target::Global)
+            .await?;
+    }
+    let row = state
+        .store
+        .upload(None, upload_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let code = ProviderCode::parse(&row.provider).map_err(|_| ApiError::NotFound)?;
+    let access = caller
+        .principal
+        .authorize(
+            &state.policy,
+            Permission::UploadsRead,
+            crate::authz::Target::Provider(&code),
+            now,
+        )
+        .ok_or(ApiError::NotFound)?;
+    Ok((access, row, code))
+}
+
+/// The receipt.
+pub async fn show(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, row, _) = readable(&caller, &state, &id).await?;
+    Ok(HttpResponse::Ok().json(receipt_json(&row)))
+}
+
+/// Query of the rejects listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectsQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The rejects, in file order.
+pub async fn rejects(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<RejectsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, row, code) = readable(&caller, &state, &id).await?;
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::InvalidField {
+            field: "limit",
+            code: "between_1_and_10000",
+        });
+    }
+    let rows = state
+        .store
+        .rejects(&code, &row.upload_id, query.after.unwrap_or(0), limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.ordinal))
+        .flatten();
+    let items: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "ordinal": r.ordinal,
+                "record": r.record_no,
+                "line": r.line_no,
+                "byte": r.byte_offset,
+                "segment": r.segment,
+                "field": r.field,
+                "code": r.code,
+                "severity": r.severity,
+                "message": r.message,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "rejects": items, "next": next })))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(
+            &state,
+            Permission::MetricsRead,
+            crate::authz::Target::Global,
+        )
+        .await?;
+    let queue = state.store.queue_depth().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&queue)))
+}

@@ -1,0 +1,398 @@
+//! Processes one claimed upload: raw file → read → map → validate → protect → batched
+//! writes, each batch committed with its checkpoint; then the accounting check and the end
+//! state. A resumed upload re-reads the file and skips the records already committed,
+//! so a crash at any point neither loses nor doubles a record.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::audit::{AuditEvent, EventKind, Outcome};
+use crate::findings::Finding;
+use crate::keyring::{Keyring, KeyringError};
+use crate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
+use crate::protect::ClaimSealer;
+use crate::providers::ProviderCode;
+use crate::raw_store::{RawStore, RawStoreError};
+use crate::store::{Batch, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError, UploadCounts};
+
+use super::metrics::Metrics;
+
+/// Why processing stopped before an end state was recorded (the upload stays claimed
+/// until its lease expires, then another attempt resumes it).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Keys could not be had.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// The raw file could not be opened.
+    #[error(transparent)]
+    RawStore(#[from] RawStoreError),
+    /// The reading thread ended abnormally.
+    #[error("the reading thread failed")]
+    Thread,
+}
+
+/// How an upload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Every record accounted for.
+    Done,
+    /// Failed with a stable code (`mapping_missing`, `mapping_invalid`,
+    /// `format_mismatch`, `raw_file_unreadable`, `accounting_mismatch`).
+    Failed(&'static str),
+}
+
+/// Settings of the runner.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerSettings {
+    /// Claims per committed batch.
+    pub batch_claims: usize,
+    /// How long a claimed upload is held without progress before another worker may
+    /// take it over.
+    pub lease: Duration,
+}
+
+/// What runs uploads: the store, keys, the raw store and the counters.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// The store.
+    pub store: Store,
+    /// Provider keys.
+    pub keyring: Arc<Keyring>,
+    /// Raw files.
+    pub raw: Arc<RawStore>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Batch size and lease.
+    pub settings: RunnerSettings,
+}
+
+/// A message from the reading thread.
+enum Step {
+    Batch(Batch),
+    End(std::io::Result<Summary>),
+}
+
+impl Runner {
+    /// Processes `job` for worker `owner` to its end state. `progress` receives the raw
+    /// bytes read so far (for a progress display).
+    pub async fn run(
+        &self,
+        job: &ClaimedUpload,
+        owner: &str,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Result<Ending, RunError> {
+        let provider = ProviderCode::parse(&job.provider)
+            .map_err(|_| StoreError::Database("stored provider code is invalid".into()))?;
+        let mapping = match job.mapping.as_deref().map(MappingChoice::resolve) {
+            None => {
+                return self
+                    .end(job, owner, Ending::Failed("mapping_missing"))
+                    .await;
+            }
+            Some(Err(_)) => {
+                return self
+                    .end(job, owner, Ending::Failed("mapping_invalid"))
+                    .await;
+            }
+            Some(Ok(mapping)) => mapping,
+        };
+        let sealer = ClaimSealer::for_provider(&self.keyring, &provider).await?;
+        let reader = match self.raw.open(&provider, &job.upload_id).await {
+            Ok(reader) => reader,
+            Err(RawStoreError::Keyring(KeyringError::KeyDestroyed(_))) => {
+                return self.end(job, owner, Ending::Failed("key_destroyed")).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let resume_rejects = self.store.reject_ordinal(&provider, &job.upload_id).await?;
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Step>(2);
+        let reading = Reading {
+            upload_id: job.upload_id.clone(),
+            checkpoint: job.checkpoint,
+            resume_rejects,
+            batch_claims: self.settings.batch_claims.max(1),
+            sealer,
+            sender,
+        };
+        let thread = tokio::task::spawn_blocking(move || reading.run(mapping, reader, progress));
+        let mut outcome = None;
+        while let Some(step) = receiver.recv().await {
+            match step {
+                Step::Batch(batch) => {
+                    let started = Instant::now();
+                    self.store
+                        .commit_batch(
+                            &provider,
+                            &job.upload_id,
+                            owner,
+                            self.settings.lease,
+                            &batch,
+                        )
+                        .await?;
+                    self.metrics.batch(&batch, started.elapsed());
+                }
+                Step::End(end) => outcome = Some(end),
+            }
+        }
+        thread.await.map_err(|_| RunError::Thread)?;
+        let summary = match outcome {
+            Some(Ok(summary)) => summary,
+            Some(Err(_)) => {
+                return self
+                    .end(job, owner, Ending::Failed("raw_file_unreadable"))
+                    .await;
+            }
+            None => return Err(RunError::Thread),
+        };
+        if summary.records == 0 && summary.claims == 0 {
+            return self
+                .end(job, owner, Ending::Failed("format_mismatch"))
+                .await;
+        }
+        // Accounting: every record read is accepted or rejected (or left out by the
+        // mapping's filter), and the store holds exactly the accepted claims.
+        let (stored, rejected_claims) =
+            self.store.upload_outcome(&provider, &job.upload_id).await?;
+        let row = self
+            .store
+            .upload(Some(&provider), &job.upload_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let counts = row.counts;
+        let balanced = summary.records == summary.accepted + summary.rejected + summary.skipped
+            && i64::try_from(summary.records).ok() == Some(counts.records)
+            && stored + rejected_claims == counts.claims;
+        if !balanced {
+            tracing::error!(upload = %job.upload_id, "accounting check failed");
+            return self
+                .end(job, owner, Ending::Failed("accounting_mismatch"))
+                .await;
+        }
+        self.end(job, owner, Ending::Done).await
+    }
+
+    async fn end(
+        &self,
+        job: &ClaimedUpload,
+        owner: &str,
+        ending: Ending,
+    ) -> Result<Ending, RunError> {
+        let failure = match &ending {
+            Ending::Done => None,
+            Ending::Failed(code) => Some(*code),
+        };
+        let (kind, outcome) = match failure {
+            None => (EventKind::UploadProcessed, Outcome::Success),
+            Some(_) => (EventKind::UploadRejected, Outcome::Denied),
+        };
+        let mut event = AuditEvent::new(kind, outcome);
+        event.provider = Some(job.provider.clone());
+        event.resource = Some(format!("upload:{}", job.upload_id));
+        event.reason = failure;
+        let counts = self
+            .store
+            .upload(None, &job.upload_id)
+            .await?
+            .map(|row| row.counts)
+            .unwrap_or_default();
+        event.records = u64::try_from(counts.records).ok();
+        self.store
+            .finish_upload(&job.upload_id, owner, failure, &event)
+            .await?;
+        self.metrics.finished(failure.is_none(), &counts);
+        Ok(ending)
+    }
+}
+
+/// The reading side, on a blocking thread: read, map, validate, seal, batch.
+struct Reading {
+    upload_id: String,
+    checkpoint: i64,
+    resume_rejects: i64,
+    batch_claims: usize,
+    sealer: ClaimSealer,
+    sender: tokio::sync::mpsc::Sender<Step>,
+}
+
+/// A reader that counts the bytes it yields.
+struct Counted<R> {
+    inner: R,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(count) = &self.count {
+            count.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+impl Reading {
+    fn run(self, mapping: MappingChoice, reader: impl Read, progress: Option<Arc<AtomicU64>>) {
+        let input = std::io::BufReader::with_capacity(
+            256 * 1024,
+            Counted {
+                inner: reader,
+                count: progress,
+            },
+        );
+        let mut state = BatchState {
+            upload_id: &self.upload_id,
+            checkpoint: self.checkpoint,
+            resume_rejects: self.resume_rejects,
+            batch_claims: self.batch_claims,
+            sealer: &self.sealer,
+            sender: &self.sender,
+            batch: Batch::default(),
+            counts: UploadCounts::default(),
+            ordinal: 0,
+            broken: false,
+        };
+        let mut file_findings = Vec::new();
+        let result = preview(
+            &mapping,
+            input,
+            &mut |mapped| state.claim(mapped),
+            &mut |finding| file_findings.push(finding.clone()),
+        );
+        let end = match result {
+            Ok(summary) if !state.broken => {
+                for finding in &file_findings {
+                    state.reject(0, finding);
+                }
+                state.counts.records = i64::try_from(summary.records).unwrap_or(i64::MAX);
+                state.counts.accepted = i64::try_from(summary.accepted).unwrap_or(i64::MAX);
+                state.counts.rejected = i64::try_from(summary.rejected).unwrap_or(i64::MAX);
+                state.counts.skipped = i64::try_from(summary.skipped).unwrap_or(i64::MAX);
+                state.flush(true);
+                Ok(summary)
+            }
+            Ok(_) => Err(std::io::Error::other("the writer stopped")),
+            Err(e) => Err(e),
+        };
+        let _ = self.sender.blocking_send(Step::End(end));
+    }
+}
+
+struct BatchState<'a> {
+    upload_id: &'a str,
+    checkpoint: i64,
+    resume_rejects: i64,
+    batch_claims: usize,
+    sealer: &'a ClaimSealer,
+    sender: &'a tokio::sync::mpsc::Sender<Step>,
+    batch: Batch,
+    counts: UploadCounts,
+    ordinal: i64,
+    broken: bool,
+}
+
+impl BatchState<'_> {
+    fn claim(&mut self, mapped: &MappedClaim) {
+        if self.broken {
+            return;
+        }
+        let record = i64::try_from(mapped.position.record).unwrap_or(i64::MAX);
+        let c = &mut self.counts;
+        let records = i64::try_from(mapped.records).unwrap_or(i64::MAX);
+        c.records += records;
+        c.claims += 1;
+        c.lines += mapped.claim.lines.len() as i64;
+        c.total_charge_cents += mapped.claim.total_charge.map_or(0, |m| m.cents());
+        c.line_charge_cents += mapped
+            .claim
+            .lines
+            .iter()
+            .filter_map(|l| l.charge)
+            .map(|m| m.cents())
+            .sum::<i64>();
+        if mapped.accepted {
+            c.accepted += records;
+            match mapped.claim.frequency {
+                crate::claims::Frequency::Replacement => c.replaced += 1,
+                crate::claims::Frequency::Void => c.voided += 1,
+                _ => {}
+            }
+        } else {
+            c.rejected += records;
+        }
+        let resumed = record <= self.checkpoint;
+        if mapped.accepted {
+            if !resumed {
+                let key = ClaimKey {
+                    upload_id: self.upload_id.to_owned(),
+                    record_no: record,
+                };
+                match self.sealer.seal(key, &mapped.claim) {
+                    Ok(row) => self.batch.claims.push(row),
+                    Err(_) => {
+                        self.broken = true;
+                        return;
+                    }
+                }
+            }
+        } else if mapped.findings.is_empty() {
+            // Rejected without a finding of its own (an unreadable record): still one row.
+            let finding = Finding::error(
+                "record.unreadable",
+                mapped.position.clone(),
+                "the record could not be read",
+            );
+            self.reject(record, &finding);
+        } else {
+            for finding in &mapped.findings {
+                self.reject(record, finding);
+            }
+        }
+        self.batch.checkpoint = record.max(self.checkpoint);
+        if self.batch.claims.len() + self.batch.rejects.len() >= self.batch_claims {
+            self.flush(false);
+        }
+    }
+
+    fn reject(&mut self, record: i64, finding: &Finding) {
+        self.ordinal += 1;
+        if self.ordinal <= self.resume_rejects {
+            return;
+        }
+        let p = &finding.position;
+        self.batch.rejects.push(RejectRow {
+            ordinal: self.ordinal,
+            record_no: record,
+            line_no: i64::try_from(p.line).unwrap_or(i64::MAX),
+            byte_offset: i64::try_from(p.byte).unwrap_or(i64::MAX),
+            segment: p.segment.map(|s| s.to_string()),
+            field: p.path.clone(),
+            code: finding.code.to_owned(),
+            severity: finding.severity.as_str().to_owned(),
+            message: finding.message.clone(),
+        });
+    }
+
+    /// Sends the batch (with the counts so far) to be committed; waits while two are
+    /// already queued (back-pressure keeps memory flat). The last one always goes: it
+    /// carries the final counts.
+    fn flush(&mut self, last: bool) {
+        if self.broken {
+            return;
+        }
+        if !last && self.batch.claims.is_empty() && self.batch.rejects.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.counts = self.counts;
+        self.batch.checkpoint = batch.checkpoint;
+        if self.sender.blocking_send(Step::Batch(batch)).is_err() {
+            self.broken = true;
+        }
+    }
+}
