@@ -41,6 +41,10 @@ pub enum ApiError {
         /// A stable reason code.
         code: &'static str,
     },
+    /// A mapping definition has problems: each with its path in the mapping and a code
+    /// (the mapping is the caller's own text; problems quote none of a claim file).
+    #[error("the mapping has {} problem(s)", .0.len())]
+    MappingInvalid(Vec<crate::mapping::MappingProblem>),
     /// No valid credential was presented.
     #[error("authentication required")]
     Unauthenticated,
@@ -101,6 +105,9 @@ pub struct ErrorBody<'a> {
     pub message: String,
     /// The request's id, as in the `x-request-id` header.
     pub request_id: &'a str,
+    /// For `mapping_invalid`: each problem's path, code and message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -119,6 +126,7 @@ impl ApiError {
             Self::BodyTimeout => "body_timeout",
             Self::IncompleteBody => "incomplete_body",
             Self::InvalidField { .. } => "invalid_field",
+            Self::MappingInvalid(_) => "mapping_invalid",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::SelfGrant => "self_grant",
@@ -185,10 +193,20 @@ impl ApiError {
             }
             _ => {}
         }
+        let problems = match self {
+            Self::MappingInvalid(problems) => Some(
+                problems
+                    .iter()
+                    .map(|p| serde_json::json!({ "path": p.path, "code": p.code, "message": p.message }))
+                    .collect(),
+            ),
+            _ => None,
+        };
         response.json(ErrorBody {
             error_code: self.code(),
             message,
             request_id,
+            problems,
         })
     }
 }
@@ -199,6 +217,7 @@ impl ResponseError for ApiError {
             Self::MalformedJson
             | Self::BadParameter
             | Self::InvalidField { .. }
+            | Self::MappingInvalid(_)
             | Self::IncompleteBody => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -124,17 +124,7 @@ pub async fn set_mapping(
     let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
     let code = ProviderCode::parse(&code).map_err(|_| ApiError::NotFound)?;
     let body: AssignMapping = super::parse_json(&req, &body.0)?;
-    if let Err(problems) = crate::pipeline::MappingChoice::resolve(&body.mapping) {
-        let listed: Vec<serde_json::Value> = problems
-            .iter()
-            .map(|p| serde_json::json!({ "path": p.path, "code": p.code, "message": p.message }))
-            .collect();
-        return Ok(HttpResponse::BadRequest().json(serde_json::json!({
-            "error_code": "mapping_invalid",
-            "message": "the mapping has problems",
-            "problems": listed,
-        })));
-    }
+    crate::pipeline::MappingChoice::resolve(&body.mapping).map_err(ApiError::MappingInvalid)?;
     let mut event = caller.event_for(&access, EventKind::MappingActivated);
     event.provider = Some(code.to_string());
     event.resource = Some(format!("provider:{code}/mapping"));

@@ -86,6 +86,130 @@ pub async fn store_claims_for(
     keyring.record_seal_counts().await.unwrap();
 }
 
+/// One claim of a generated 837P.
+#[derive(Debug, Clone)]
+pub struct X12Claim {
+    /// CLM01.
+    pub id: String,
+    /// CLM05-3: '1', '7' or '8'.
+    pub frequency: char,
+    /// REF*F8 (the claim a replacement or void corrects).
+    pub original: Option<String>,
+    /// Member id (NM1*IL09); empty leaves it out, which rejects the claim.
+    pub member: String,
+    /// Patient's last name.
+    pub last: String,
+    /// Charge in cents (claim and its one line).
+    pub charge_cents: i64,
+}
+
+impl X12Claim {
+    /// An original claim with fake PHI derived from `id`.
+    pub fn new(id: &str, charge_cents: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            frequency: '1',
+            original: None,
+            member: format!("ZZM{id}"),
+            last: format!(
+                "ZZLAST{}",
+                id.replace(|c: char| !c.is_ascii_alphabetic(), "")
+            ),
+            charge_cents,
+        }
+    }
+}
+
+/// An 837P (005010X222A1) with `claims`, each with one line; envelope counts correct.
+pub fn x12_837p(claims: &[X12Claim]) -> Vec<u8> {
+    let money = |c: i64| format!("{}.{:02}", c / 100, c % 100);
+    let mut segments: Vec<String> = vec![
+        "ST*837*0001*005010X222A1".into(),
+        "BHT*0019*00*1*20240101*1200*CH".into(),
+        "NM1*41*2*SUBMITTER*****46*S1".into(),
+        "PER*IC*CONTACT*TE*5555550100".into(),
+        "NM1*40*2*RECEIVER*****46*R1".into(),
+        "HL*1**20*1".into(),
+        "NM1*85*2*BILLING CLINIC*****XX*1234567893".into(),
+        "N3*1 MAIN ST".into(),
+        "N4*CITY*ST*12345".into(),
+        "REF*EI*123456789".into(),
+    ];
+    for (i, c) in claims.iter().enumerate() {
+        segments.push(format!("HL*{}*1*22*0", i + 2));
+        segments.push("SBR*P*18*GRP1******CI".into());
+        if c.member.is_empty() {
+            segments.push(format!("NM1*IL*1*{}*ZZFIRST", c.last));
+        } else {
+            segments.push(format!("NM1*IL*1*{}*ZZFIRST****MI*{}", c.last, c.member));
+        }
+        segments.push(format!("N3*ZZ{} OAK ST", i + 1));
+        segments.push("N4*ZZTOWN*ST*54321".into());
+        segments.push("DMG*D8*19600229*F".into());
+        segments.push("NM1*PR*2*PAYER*****PI*P1".into());
+        segments.push(format!(
+            "CLM*{}*{}***11:B:{}*Y*A*Y*Y",
+            c.id,
+            money(c.charge_cents),
+            c.frequency
+        ));
+        if let Some(original) = &c.original {
+            segments.push(format!("REF*F8*{original}"));
+        }
+        segments.push("HI*ABK:J020".into());
+        segments.push("LX*1".into());
+        segments.push(format!("SV1*HC:99213*{}*UN*1***1", money(c.charge_cents)));
+        segments.push("DTP*472*D8*20240115".into());
+    }
+    segments.push(format!("SE*{}*0001", segments.len() + 1));
+    let mut out = String::from(
+        "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*P*:~\nGS*HC*SUB*REC*20240101*1200*1*X*005010X222A1~\n",
+    );
+    for segment in segments {
+        out.push_str(&segment);
+        out.push_str("~\n");
+    }
+    out.push_str("GE*1*1~\nIEA*1*000000001~\n");
+    out.into_bytes()
+}
+
+/// Sends `body` to `POST /v1/uploads` as `token` with extra header lines.
+pub async fn upload_at(addr: SocketAddr, token: &str, body: &[u8], headers: &str) -> Response {
+    let mut request = format!(
+        "POST /v1/uploads HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n{headers}Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    request_with(addr, client_config(ClientOptions::default()), &request)
+        .await
+        .unwrap()
+}
+
+/// Polls an upload's receipt until it is `done` or `failed` (at most 60 s).
+pub async fn receipt_when_finished(
+    addr: SocketAddr,
+    token: &str,
+    upload_id: &str,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let receipt = call_at(addr, token, "GET", &format!("/v1/uploads/{upload_id}"), "").await;
+        assert_eq!(receipt.status, 200, "{receipt:?}");
+        let json = receipt.json();
+        if json["state"] == "done" || json["state"] == "failed" {
+            return json;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}",
+            json["state"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A claim carrying distinctive fake PHI: every value starts with `ZZ` and contains `tag`
 /// (member `ZZMEM<tag>`, names `ZZFIRST<tag>` and `ZZLAST<tag>`, address `ZZADDR<tag>`,
 /// city `ZZCITY<tag>`, ZIP `99<tag>`), born 1950-02-03, with one line.

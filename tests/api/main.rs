@@ -14,6 +14,7 @@ mod audit;
 mod claim_store;
 mod config;
 mod http;
+mod ingest;
 mod keys;
 mod leak;
 mod postgres_roles;

@@ -1,0 +1,486 @@
+//! Ingest end to end over real HTTPS: upload → raw store → queue → runner → stored,
+//! encrypted claims with a receipt; duplicates, versions, rejects and bad input.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+struct Ingest {
+    app: TestApp,
+    submitter: String,
+    reader: String,
+}
+
+/// An app with provider `acme` (mapping `x12`), a submitter and a PHI reader for it.
+async fn ingest_app(backend: Backend, test: &str) -> Option<Ingest> {
+    let app = TestApp::on(backend, test, &[("CLAIMGATE_INGEST__BATCH_CLAIMS", "7")]).await?;
+    app.provider("acme").await;
+    let mapping = app
+        .call(
+            &app.admin_key,
+            "PUT",
+            "/v1/admin/providers/acme/mapping",
+            r#"{"mapping":"x12"}"#,
+        )
+        .await;
+    assert_eq!(mapping.status, 204, "{mapping:?}");
+    let submitter = app
+        .principal(
+            "acme-sftp",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    let reader = app
+        .principal(
+            "ops",
+            "person",
+            json!([{ "role": "phi_reader", "provider": "acme" }]),
+        )
+        .await;
+    Some(Ingest {
+        app,
+        submitter,
+        reader,
+    })
+}
+
+const X12: &str = "Content-Type: application/edi-x12\r\n";
+
+async fn upload(ingest: &Ingest, body: &[u8]) -> serde_json::Value {
+    let sent = upload_at(ingest.app.addr, &ingest.submitter, body, X12).await;
+    assert!(sent.status == 202 || sent.status == 200, "{sent:?}");
+    let id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+    receipt_when_finished(ingest.app.addr, &ingest.submitter, &id).await
+}
+
+async fn end_to_end_on(backend: Backend) {
+    let Some(ingest) = ingest_app(backend, "ingest_end_to_end").await else {
+        return;
+    };
+    let app = &ingest.app;
+    let claims: Vec<X12Claim> = (1..=20)
+        .map(|i| X12Claim::new(&format!("C{i}"), 10_000 + i))
+        .collect();
+    let file = x12_837p(&claims);
+    let digest = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &file));
+    let sent = upload_at(
+        app.addr,
+        &ingest.submitter,
+        &file,
+        &format!("{X12}X-Content-SHA256: {digest}\r\nIdempotency-Key: batch-0001\r\n"),
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    let body = sent.json();
+    let id = body["upload_id"].as_str().unwrap().to_owned();
+    assert_eq!(body["status_url"], format!("/v1/uploads/{id}"));
+    assert_eq!(
+        sent.header("location"),
+        Some(format!("/v1/uploads/{id}").as_str())
+    );
+    assert_eq!(body["sha256"], digest);
+
+    let receipt = receipt_when_finished(app.addr, &ingest.submitter, &id).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    let counts = &receipt["counts"];
+    assert_eq!(counts["records_read"], 20);
+    assert_eq!(counts["accepted"], 20);
+    assert_eq!(counts["rejected"], 0);
+    assert_eq!(counts["claims"], 20);
+    assert_eq!(counts["lines"], 20);
+    let total: i64 = (1..=20).map(|i| 10_000 + i).sum();
+    assert_eq!(receipt["control_totals"]["total_charge_cents"], total);
+    assert_eq!(receipt["control_totals"]["line_charge_cents"], total);
+
+    // Stored: 20 claims and lines, PHI sealed; a decrypted spot check.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM claims WHERE upload_id = '{id}'"
+        ))
+        .await,
+        20
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT CAST(sum(total_charge_cents) AS BIGINT) FROM claims WHERE upload_id = '{id}'"
+        ))
+        .await,
+        total
+    );
+    assert_eq!(app.count("SELECT count(*) FROM claim_lines").await, 20);
+    let c7 = app
+        .count("SELECT id FROM claims WHERE source_claim_id = 'C7'")
+        .await;
+    let shown = app
+        .call(
+            &ingest.reader,
+            "GET",
+            &format!("/v1/providers/acme/claims/{c7}"),
+            "",
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.json()["member_id"], "ZZMC7");
+    assert_eq!(shown.json()["birth_date"], "1960-02-29");
+    let found = app
+        .call(
+            &ingest.reader,
+            "POST",
+            "/v1/providers/acme/claims/search",
+            r#"{"member_id":"ZZMC7"}"#,
+        )
+        .await;
+    assert_eq!(found.json()["ids"], json!([c7]));
+
+    // The same file again: the earlier upload, not processed again. The same key too.
+    let again = upload_at(app.addr, &ingest.submitter, &file, X12).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json()["upload_id"], id.as_str());
+    assert_eq!(again.json()["duplicate"], true);
+    let other = x12_837p(&[X12Claim::new("D1", 500)]);
+    let keyed = upload_at(
+        app.addr,
+        &ingest.submitter,
+        &other,
+        &format!("{X12}Idempotency-Key: batch-0001\r\n"),
+    )
+    .await;
+    assert_eq!(keyed.status, 200);
+    assert_eq!(keyed.json()["upload_id"], id.as_str());
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 20);
+
+    // Receipts are the provider's: another provider's submitter sees 404.
+    app.provider("zeta").await;
+    let zeta = app
+        .principal(
+            "zeta-sftp",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "zeta" }]),
+        )
+        .await;
+    assert_eq!(
+        app.call(&zeta, "GET", &format!("/v1/uploads/{id}"), "")
+            .await
+            .status,
+        404
+    );
+    // The audit trail has the receipt and the processing, without PHI.
+    let trail = app.audit().await;
+    for kind in ["upload.received", "upload.processed", "mapping.activated"] {
+        assert!(trail.iter().any(|e| e.kind == kind), "{kind}");
+    }
+    assert!(trail.iter().all(|e| !e.body.contains("ZZ")));
+    // Metrics: behind a role, counters and queue depth.
+    let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .body
+            .contains("claimgate_uploads_total{outcome=\"done\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("claimgate_queue_uploads{state=\"done\"} 1")
+    );
+    assert!(metrics.body.contains("claimgate_claims_stored_total 20"));
+    assert!(!metrics.body.contains("ZZ"));
+    assert_eq!(
+        app.call(&ingest.submitter, "GET", "/metrics", "")
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn an_upload_over_https_is_stored_encrypted_and_accounted_for_sqlite() {
+    end_to_end_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_an_upload_over_https_is_stored_encrypted_and_accounted_for() {
+    end_to_end_on(Backend::Postgres).await;
+}
+
+async fn bad_records_on(backend: Backend) {
+    let Some(ingest) = ingest_app(backend, "ingest_bad_records").await else {
+        return;
+    };
+    let claims: Vec<X12Claim> = (1..=50)
+        .map(|i| {
+            let mut c = X12Claim::new(&format!("B{i}"), 1_000);
+            if i % 10 == 3 {
+                c.member = String::new(); // required: the record is rejected
+            }
+            c
+        })
+        .collect();
+    let receipt = upload(&ingest, &x12_837p(&claims)).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    let counts = &receipt["counts"];
+    assert_eq!(counts["records_read"], 50);
+    assert_eq!(counts["accepted"], 45);
+    assert_eq!(counts["rejected"], 5);
+    let id = receipt["upload_id"].as_str().unwrap();
+    assert_eq!(
+        ingest
+            .app
+            .count(&format!(
+                "SELECT count(*) FROM claims WHERE upload_id = '{id}'"
+            ))
+            .await,
+        45
+    );
+    let rejects = ingest
+        .app
+        .call(
+            &ingest.submitter,
+            "GET",
+            &format!("/v1/uploads/{id}/rejects"),
+            "",
+        )
+        .await
+        .json();
+    let rows = rejects["rejects"].as_array().unwrap();
+    let records: std::collections::BTreeSet<i64> =
+        rows.iter().map(|r| r["record"].as_i64().unwrap()).collect();
+    assert_eq!(records, [3, 13, 23, 33, 43].into_iter().collect());
+    for r in rows {
+        assert!(r["line"].as_i64().unwrap() > 0, "{r}");
+        assert!(r["code"].as_str().unwrap().contains('.'), "{r}");
+        assert!(!r.to_string().contains("ZZ"), "no values: {r}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["field"].as_str().is_some_and(|f| f.contains("member_id")))
+    );
+}
+
+#[tokio::test]
+async fn a_file_with_ten_percent_bad_records_stores_the_rest_and_lists_the_rejects_sqlite() {
+    bad_records_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_file_with_ten_percent_bad_records_stores_the_rest_and_lists_the_rejects() {
+    bad_records_on(Backend::Postgres).await;
+}
+
+async fn versions_on(backend: Backend) {
+    let Some(ingest) = ingest_app(backend, "ingest_versions").await else {
+        return;
+    };
+    let app = &ingest.app;
+    let first = upload(
+        &ingest,
+        &x12_837p(&[
+            X12Claim::new("V1", 100),
+            X12Claim::new("V2", 200),
+            X12Claim::new("V3", 300),
+        ]),
+    )
+    .await;
+    assert_eq!(first["state"], "done");
+    let mut replacement = X12Claim::new("V1", 150);
+    replacement.frequency = '7';
+    replacement.original = Some("V1".into());
+    let second = upload(
+        &ingest,
+        &x12_837p(&[
+            replacement,
+            X12Claim::new("V2", 200),
+            X12Claim::new("V4", 400),
+        ]),
+    )
+    .await;
+    assert_eq!(second["counts"]["replaced"], 1);
+    let mut void = X12Claim::new("V3", 300);
+    void.frequency = '8';
+    let mut orphan = X12Claim::new("V9", 900);
+    orphan.frequency = '7';
+    orphan.original = Some("NOPE".into());
+    let mut again = X12Claim::new("V1R", 175);
+    again.frequency = '7';
+    again.original = Some("V1".into());
+    let third = upload(&ingest, &x12_837p(&[void, orphan, again])).await;
+    assert_eq!(third["state"], "done", "{third}");
+    assert_eq!(third["counts"]["voided"], 1);
+    assert_eq!(third["counts"]["replaced"], 2);
+    assert_eq!(third["counts"]["unmatched"], 1, "{third}");
+
+    // History is kept: 9 versions stored; the final-action view has one per claim.
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 9);
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims_current WHERE source_claim_id IN ('V1', 'V1R')")
+            .await,
+        1,
+        "V1 replaced twice: only the last replacement is current"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT total_charge_cents FROM claims_current WHERE source_claim_id IN ('V1', 'V1R')"
+        )
+        .await,
+        175
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims_current WHERE source_claim_id = 'V2'")
+            .await,
+        1,
+        "the same claim in two files: one current claim"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims WHERE source_claim_id = 'V2'")
+            .await,
+        2,
+        "with its history"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims_current WHERE source_claim_id = 'V3' AND frequency_code = '8'")
+            .await,
+        1,
+        "the void is the current state of V3"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims WHERE source_claim_id = 'V9' AND unmatched = TRUE AND superseded_at IS NULL")
+            .await,
+        1,
+        "an unmatched replacement is kept and flagged"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM claims_current").await, 5);
+}
+
+#[tokio::test]
+async fn replacement_and_void_chains_across_three_files_sqlite() {
+    versions_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_replacement_and_void_chains_across_three_files() {
+    versions_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn bad_uploads_get_a_precise_answer_and_leave_nothing_half_ingested() {
+    let ingest = ingest_app(Backend::Sqlite, "ingest_bad_input")
+        .await
+        .unwrap();
+    let app = &ingest.app;
+    let file = x12_837p(&[X12Claim::new("E1", 100)]);
+    let code = |r: &Response| {
+        r.json()["error_code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let empty = upload_at(app.addr, &ingest.submitter, b"", X12).await;
+    assert_eq!(
+        (empty.status, code(&empty).as_str()),
+        (400, "invalid_field"),
+        "{empty:?}"
+    );
+    let untyped = upload_at(app.addr, &ingest.submitter, &file, "").await;
+    assert_eq!(untyped.status, 415);
+    let html = upload_at(
+        app.addr,
+        &ingest.submitter,
+        &file,
+        "Content-Type: text/html\r\n",
+    )
+    .await;
+    assert_eq!(html.status, 415);
+    let wrong_sum = upload_at(
+        app.addr,
+        &ingest.submitter,
+        &file,
+        &format!("{X12}X-Content-SHA256: {}\r\n", "0".repeat(64)),
+    )
+    .await;
+    assert_eq!(wrong_sum.status, 400, "{wrong_sum:?}");
+    assert!(wrong_sum.body.contains("invalid_field"));
+    // Cut off mid-body: the client declares more than it sends and closes.
+    let mut request = format!(
+        "POST /v1/uploads HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n{X12}Content-Length: {}\r\n\r\n",
+        ingest.submitter,
+        file.len() + 1000
+    )
+    .into_bytes();
+    request.extend_from_slice(&file);
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = connect(app.addr, client_config(ClientOptions::default()))
+            .await
+            .unwrap();
+        stream.write_all(&request).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let _ = read_response(&mut stream).await;
+    }
+    // Analysts cannot upload.
+    let analyst = app
+        .principal(
+            "ann",
+            "person",
+            json!([{ "role": "analyst", "provider": "acme" }]),
+        )
+        .await;
+    assert_eq!(upload_at(app.addr, &analyst, &file, X12).await.status, 403);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM uploads").await,
+        0,
+        "nothing recorded"
+    );
+    let raw_dir = app.settings.ingest.raw_dir.join("acme");
+    let leftovers: Vec<_> = std::fs::read_dir(&raw_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "no partial files: {leftovers:?}");
+    let refusals = app
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "upload.rejected")
+        .count();
+    assert!(refusals >= 3, "{refusals}");
+
+    // A file whose format does not match the mapping: a failed receipt with the reason.
+    let csv = upload(&ingest, b"claim_id,member\nC1,M1\n").await;
+    assert_eq!(csv["state"], "failed");
+    assert_eq!(csv["failure"], "format_mismatch", "{csv}");
+    // A provider without a mapping.
+    app.provider("nomap").await;
+    let lost = app
+        .principal(
+            "nomap-sftp",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "nomap" }]),
+        )
+        .await;
+    let sent = upload_at(app.addr, &lost, &file, X12).await;
+    assert_eq!(sent.status, 202);
+    let id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+    let receipt = receipt_when_finished(app.addr, &lost, &id).await;
+    assert_eq!(receipt["failure"], "mapping_missing");
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 0);
+    // A mapping with a mistake is refused with its problems.
+    let refused = app
+        .call(
+            &app.admin_key,
+            "PUT",
+            "/v1/admin/providers/nomap/mapping",
+            &json!({ "mapping": "format = \"csv\"\n[claim]\nnope = 1\n" }).to_string(),
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error_code"], "mapping_invalid");
+    assert!(
+        !refused.json()["problems"].as_array().unwrap().is_empty(),
+        "{refused:?}"
+    );
+}
