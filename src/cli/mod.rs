@@ -2,6 +2,7 @@
 //! `principals …`. This is an edge of the program, so errors are `anyhow` here; `main`
 //! prints them as one line.
 
+mod ingest;
 mod keys;
 mod principals;
 
@@ -55,6 +56,9 @@ pub enum Command {
         #[command(subcommand)]
         command: MappingCommand,
     },
+    /// Load claim files for a provider through the full pipeline (the bulk path for an
+    /// initial load), with progress and a receipt per file.
+    Ingest(ingest::IngestArgs),
     /// Manage provider data keys directly in the database: list, rotate, destroy.
     Keys {
         /// What to do.
@@ -149,6 +153,7 @@ pub fn run() -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         } => runtime()?.block_on(verify_audit(load(cli.config)?)),
         Command::Keys { command } => runtime()?.block_on(keys::run(load(cli.config)?, command)),
+        Command::Ingest(args) => runtime()?.block_on(ingest::run(load(cli.config)?, args)),
         Command::Principals { command } => {
             runtime()?.block_on(principals::run(load(cli.config)?, command))
         }

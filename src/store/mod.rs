@@ -742,6 +742,15 @@ impl Store {
         on_backend!(self, upload(provider, upload_id))
     }
 
+    /// The provider's upload of the file with this SHA-256, if any.
+    pub async fn upload_by_sha256(
+        &self,
+        provider: &ProviderCode,
+        sha256: &[u8],
+    ) -> Result<Option<UploadRow>, StoreError> {
+        on_backend!(self, upload_by_sha256(provider, sha256))
+    }
+
     /// Uploads by state (the queue depth).
     pub async fn queue_depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
         on_backend!(self, queue_depth())

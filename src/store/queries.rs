@@ -1299,6 +1299,25 @@ macro_rules! portable_queries {
             .transpose()
         }
 
+        /// The provider's upload of the file with this SHA-256, if any.
+        pub(super) async fn upload_by_sha256(
+            pool: &$pool,
+            provider: &ProviderCode,
+            sha256: &[u8],
+        ) -> Result<Option<UploadRow>, StoreError> {
+            sqlx::query(
+                "SELECT u.*, p.code FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE p.code = $1 AND u.sha256 = $2",
+            )
+            .bind(provider.as_str())
+            .bind(sha256)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(upload_from)
+            .transpose()
+        }
+
         /// How many uploads are waiting or being processed, by state.
         pub(super) async fn queue_depth(pool: &$pool) -> Result<Vec<(String, i64)>, StoreError> {
             Ok(sqlx::query_as(

@@ -13,6 +13,7 @@ mod access;
 mod audit;
 mod claim_store;
 mod config;
+mod crash;
 mod http;
 mod ingest;
 mod keys;
