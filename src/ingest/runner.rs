@@ -206,6 +206,16 @@ impl Runner {
             .finish_upload(&job.upload_id, owner, failure, &event)
             .await?;
         self.metrics.finished(failure.is_none(), &counts);
+        tracing::info!(
+            upload = %job.upload_id,
+            provider = %job.provider,
+            attempt = job.attempts,
+            records = counts.records,
+            accepted = counts.accepted,
+            rejected = counts.rejected,
+            failure = failure.unwrap_or(""),
+            "upload finished"
+        );
         Ok(ending)
     }
 }

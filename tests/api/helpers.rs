@@ -86,6 +86,107 @@ pub async fn store_claims_for(
     keyring.record_seal_counts().await.unwrap();
 }
 
+/// The binary, serving with `env`, its output going to files in `dir`.
+pub struct Gateway {
+    child: Option<std::process::Child>,
+    pub addr: SocketAddr,
+    pub admin_key: String,
+}
+
+impl Gateway {
+    pub fn start(dir: &Path, env: &[(String, String)]) -> Self {
+        Self::start_named(dir, env, "", true)
+    }
+
+    /// Like [`Gateway::start`], its output in `stdout<name>.log` and `stderr<name>.log`.
+    /// `expect_key`: wait for the dev bootstrap key (printed on the first start only).
+    pub fn start_named(dir: &Path, env: &[(String, String)], name: &str, expect_key: bool) -> Self {
+        let stdout = std::fs::File::create(dir.join(format!("stdout{name}.log"))).unwrap();
+        let stderr = std::fs::File::create(dir.join(format!("stderr{name}.log"))).unwrap();
+        // Owned by the value at once, so that a failed wait below still stops it (Drop).
+        let mut gateway = Self {
+            child: Some(
+                std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
+                    .arg("serve")
+                    .current_dir(dir)
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .envs(env.iter().cloned())
+                    .env("CLAIMGATE_LOG__LEVEL", "debug")
+                    .env("CLAIMGATE_AUDIT__CHECKPOINT_INTERVAL_SECS", "1")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(stdout)
+                    .stderr(stderr)
+                    .spawn()
+                    .unwrap(),
+            ),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_key: String::new(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let out =
+                std::fs::read_to_string(dir.join(format!("stdout{name}.log"))).unwrap_or_default();
+            let err =
+                std::fs::read_to_string(dir.join(format!("stderr{name}.log"))).unwrap_or_default();
+            // The listening line names the address (the port is chosen by the system).
+            let port = err
+                .lines()
+                .find(|l| l.contains("claimgate listening"))
+                .and_then(|l| l.split("127.0.0.1:").nth(1))
+                .and_then(|rest| {
+                    rest.split(|c: char| !c.is_ascii_digit())
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok())
+                });
+            if let Some(port) = port {
+                gateway.addr.set_port(port);
+                // The dev bootstrap key, printed by the first start only.
+                gateway.admin_key = out
+                    .split_whitespace()
+                    .find(|w| w.starts_with("cgk_"))
+                    .unwrap_or_default()
+                    .to_owned();
+                if gateway.admin_key.is_empty() && expect_key {
+                    // The first start prints its bootstrap key after the listening line.
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                return gateway;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not start: {}",
+                std::fs::read_to_string(dir.join(format!("stderr{name}.log"))).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        assert!(exit.success(), "clean shutdown: {exit:?}");
+    }
+}
+
+impl Drop for Gateway {
+    /// A failed test must not leave the gateway running.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// One claim of a generated 837P.
 #[derive(Debug, Clone)]
 pub struct X12Claim {

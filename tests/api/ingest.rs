@@ -484,3 +484,93 @@ async fn bad_uploads_get_a_precise_answer_and_leave_nothing_half_ingested() {
         "{refused:?}"
     );
 }
+
+/// Two gateway processes (the real binary, twice) on one PostgreSQL, two workers each,
+/// share the queue: 20 uploads sent to both at once are each processed exactly once.
+#[tokio::test]
+async fn postgres_two_gateway_processes_process_each_of_twenty_uploads_exactly_once() {
+    let Some(admin) = postgres_admin_url("two_gateways").await else {
+        return;
+    };
+    let database = TestDatabase::create(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(
+        &dir.path().join("data"),
+        Some(&database.url),
+        &[
+            ("CLAIMGATE_INGEST__WORKERS", "2"),
+            ("CLAIMGATE_INGEST__BATCH_CLAIMS", "50"),
+        ],
+    );
+    let first = Gateway::start_named(dir.path(), &env, "-a", true);
+    let second = Gateway::start_named(dir.path(), &env, "-b", false);
+    let admin_key = first.admin_key.clone();
+    let created = call_at(
+        first.addr,
+        &admin_key,
+        "POST",
+        "/v1/admin/providers",
+        r#"{"code":"acme","name":"Acme"}"#,
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let mapping = call_at(
+        first.addr,
+        &admin_key,
+        "PUT",
+        "/v1/admin/providers/acme/mapping",
+        r#"{"mapping":"x12"}"#,
+    )
+    .await;
+    assert_eq!(mapping.status, 204);
+    let principal = call_at(
+        first.addr,
+        &admin_key,
+        "POST",
+        "/v1/admin/principals",
+        &json!({ "name": "acme-sftp", "kind": "system", "grants": [{ "role": "provider_submitter", "provider": "acme" }] }).to_string(),
+    )
+    .await;
+    let submitter = principal.json()["token"].as_str().unwrap().to_owned();
+
+    let mut sends = Vec::new();
+    for n in 0..20 {
+        let addr = if n % 2 == 0 { first.addr } else { second.addr };
+        let claims: Vec<X12Claim> = (0..300)
+            .map(|i| X12Claim::new(&format!("U{n}C{i}"), 100 + i))
+            .collect();
+        let token = submitter.clone();
+        sends.push(tokio::spawn(async move {
+            let sent = upload_at(addr, &token, &x12_837p(&claims), X12).await;
+            assert_eq!(sent.status, 202, "{sent:?}");
+            sent.json()["upload_id"].as_str().unwrap().to_owned()
+        }));
+    }
+    let mut ids = Vec::new();
+    for send in sends {
+        ids.push(send.await.unwrap());
+    }
+    for id in &ids {
+        let receipt = receipt_when_finished(first.addr, &submitter, id).await;
+        assert_eq!(receipt["state"], "done", "{receipt}");
+        assert_eq!(receipt["attempts"], 1, "processed once: {receipt}");
+        assert_eq!(receipt["counts"]["accepted"], 300);
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&database.url)
+        .await
+        .unwrap();
+    let (claims, distinct): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT (upload_id, record_no)) FROM claims")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!((claims, distinct), (6_000, 6_000));
+    let processed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE kind = 'upload.processed'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(processed, 20, "one processing event per upload");
+    first.stop();
+    second.stop();
+}

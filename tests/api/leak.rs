@@ -5,7 +5,6 @@
 //! responses to the permitted reads: not in the database (raw bytes of the SQLite files,
 //! every row of every PostgreSQL table), the raw store, the audit journal, the logs.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,87 +23,6 @@ const VALUES: [&str; 6] = [
     "ZZCITYLEAKQ",
     CANARY,
 ];
-
-/// The binary, serving with `env`, its output going to files in `dir`.
-struct Gateway {
-    child: Option<std::process::Child>,
-    addr: SocketAddr,
-    admin_key: String,
-}
-
-impl Gateway {
-    fn start(dir: &Path, env: &[(String, String)]) -> Self {
-        let stdout = std::fs::File::create(dir.join("stdout.log")).unwrap();
-        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
-        // Owned by the value at once, so that a failed wait below still stops it (Drop).
-        let mut gateway = Self {
-            child: Some(
-                std::process::Command::new(env!("CARGO_BIN_EXE_claimgate"))
-                    .arg("serve")
-                    .current_dir(dir)
-                    .env_clear()
-                    .env("PATH", std::env::var("PATH").unwrap_or_default())
-                    .envs(env.iter().cloned())
-                    .env("CLAIMGATE_LOG__LEVEL", "debug")
-                    .env("CLAIMGATE_AUDIT__CHECKPOINT_INTERVAL_SECS", "1")
-                    .stdin(std::process::Stdio::null())
-                    .stdout(stdout)
-                    .stderr(stderr)
-                    .spawn()
-                    .unwrap(),
-            ),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_key: String::new(),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let out = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
-            if let Some(port) = out
-                .split("https://localhost:")
-                .nth(1)
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|p| p.parse::<u16>().ok())
-            {
-                gateway.addr.set_port(port);
-                gateway.admin_key = out
-                    .split_whitespace()
-                    .find(|w| w.starts_with("cgk_"))
-                    .unwrap()
-                    .to_owned();
-                return gateway;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the gateway did not start: {}",
-                std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let pid = child.id().to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = child.wait().unwrap();
-        assert!(exit.success(), "clean shutdown: {exit:?}");
-    }
-}
-
-impl Drop for Gateway {
-    /// A failed test must not leave the gateway running.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
