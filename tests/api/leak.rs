@@ -1,7 +1,8 @@
 //! The PHI leak test. The real binary runs with debug logging, its standard output and
-//! error captured; claims and a raw file carrying distinctive fake PHI are written through
-//! the store and raw-store paths, then read back through the API (opened, searched, asked
-//! for with PHI in the URL). Afterwards no PHI value may appear anywhere but in the
+//! error captured; a claim file with distinctive fake PHI (some records bad) is uploaded
+//! over HTTPS and ingested through the whole pipeline; claims and a raw file are also
+//! written through the store and raw-store paths; then everything is read back through
+//! the API (receipts, rejects, metrics, claims opened and searched, PHI in the URL). Afterwards no PHI value may appear anywhere but in the
 //! responses to the permitted reads: not in the database (raw bytes of the SQLite files,
 //! every row of every PostgreSQL table), the raw store, the audit journal, the logs.
 
@@ -15,7 +16,10 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// The fake PHI of the claims stored (see [`phi_claim`]) and of the raw file.
-const VALUES: [&str; 6] = [
+const VALUES: [&str; 9] = [
+    "ZZMLEAKQ",
+    "ZZTOWN",
+    "OAK ST",
     "ZZMEMLEAKQ",
     "ZZFIRSTLEAKQ",
     "ZZLASTLEAKQ",
@@ -223,6 +227,73 @@ async fn leak_test_on(backend: Backend) {
             response.body.as_bytes(),
         );
     }
+    // The whole pipeline: an upload over HTTPS with fake PHI, one record bad.
+    let mapping = call(
+        admin.clone(),
+        "PUT",
+        "/v1/admin/providers/acme/mapping".into(),
+        r#"{"mapping":"x12"}"#.into(),
+    )
+    .await;
+    assert_eq!(mapping.status, 204);
+    let submitter = call(
+        admin.clone(),
+        "POST",
+        "/v1/admin/principals".into(),
+        json!({ "name": "acme-sftp", "kind": "system", "grants": [{ "role": "provider_submitter", "provider": "acme" }] }).to_string(),
+    )
+    .await
+    .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut claims: Vec<X12Claim> = (1..=30)
+        .map(|i| X12Claim::new(&format!("LEAKQ{i}"), 5_000))
+        .collect();
+    claims[4].member = String::new();
+    let sent = upload_at(
+        gateway.addr,
+        &submitter,
+        &x12_837p(&claims),
+        "Content-Type: application/edi-x12\r\n",
+    )
+    .await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    let upload_id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+    let receipt = receipt_when_finished(gateway.addr, &submitter, &upload_id).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(receipt["counts"]["rejected"], 1);
+    assert_absent("the receipt", receipt.to_string().as_bytes());
+    let rejects = call(
+        submitter.clone(),
+        "GET",
+        format!("/v1/uploads/{upload_id}/rejects"),
+        String::new(),
+    )
+    .await;
+    assert_eq!(rejects.status, 200);
+    assert!(rejects.body.contains("member_id"), "{}", rejects.body);
+    assert_absent("the rejects", rejects.body.as_bytes());
+    let metrics = call(admin.clone(), "GET", "/metrics".into(), String::new()).await;
+    assert!(
+        metrics.body.contains("claimgate_claims_stored_total 29"),
+        "{}",
+        metrics.body
+    );
+    assert_absent("the metrics", metrics.body.as_bytes());
+    let ingested = call(
+        reader.clone(),
+        "POST",
+        "/v1/providers/acme/claims/search".into(),
+        json!({ "member_id": "ZZMLEAKQ7" }).to_string(),
+    )
+    .await;
+    assert_eq!(
+        ingested.json()["ids"].as_array().unwrap().len(),
+        1,
+        "the ingested claim is found"
+    );
+
     let mut reopened = Vec::new();
     std::io::Read::read_to_end(
         &mut raw
