@@ -83,7 +83,8 @@ CREATE TABLE claim_lines (
     FOREIGN KEY (upload_id, record_no) REFERENCES claims (upload_id, record_no)
 );
 
--- Tenancy in the database, as for the claims table it replaces.
+-- Tenancy in the database, as for the claims table it replaces. The setting is read in a
+-- scalar subquery, so it is evaluated once per statement, not once per row.
 DO $$
 DECLARE
     t TEXT;
@@ -92,8 +93,8 @@ BEGIN
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (provider_id = NULLIF(current_setting('app.provider_id', true), '')::BIGINT)
-            WITH CHECK (provider_id = NULLIF(current_setting('app.provider_id', true), '')::BIGINT)$p$,
+            USING (provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT))
+            WITH CHECK (provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT))$p$,
             t || '_tenant', t);
     END LOOP;
 END

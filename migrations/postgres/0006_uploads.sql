@@ -70,8 +70,8 @@ CREATE VIEW claims_current WITH (security_barrier, security_invoker) AS
 ALTER TABLE rejects ENABLE ROW LEVEL SECURITY;
 ALTER TABLE rejects FORCE ROW LEVEL SECURITY;
 CREATE POLICY rejects_tenant ON rejects
-    USING (provider_id = NULLIF(current_setting('app.provider_id', true), '')::BIGINT)
-    WITH CHECK (provider_id = NULLIF(current_setting('app.provider_id', true), '')::BIGINT);
+    USING (provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT))
+    WITH CHECK (provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT));
 
 REVOKE ALL ON uploads, rejects, claims_current FROM PUBLIC;
 -- The queue is shared by every worker (it holds no PHI: ids, hashes, counts, codes).

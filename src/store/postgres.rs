@@ -189,4 +189,80 @@ fn claimed_from(row: &sqlx::postgres::PgRow) -> Result<crate::store::ClaimedUplo
     })
 }
 
+/// Batches smaller than this are inserted with multi-row INSERTs; larger ones are copied.
+const COPY_FROM_ROWS: usize = 64;
+
+/// Per-session staging tables for COPY (claims has row-level security, and PostgreSQL
+/// does not COPY into such a table): rows are copied into these, then inserted with one
+/// `INSERT … SELECT`, under the same policies as any insert. Temporary tables are not
+/// WAL-logged; their rows go at commit.
+const STAGING: &str = "CREATE TEMP TABLE claims_stage (
+    provider_id BIGINT, upload_id TEXT, record_no BIGINT, source_claim_id TEXT, claim_type TEXT,
+    frequency_code TEXT, original_claim_id TEXT, payer_id TEXT, payer_name TEXT, plan TEXT, sex TEXT,
+    state TEXT, billing_npi TEXT, billing_tin TEXT, rendering_npi TEXT, attending_npi TEXT,
+    facility_npi TEXT, bill_type TEXT, place_of_service TEXT, statement_from DATE,
+    statement_through DATE, admission_date DATE, discharge_date DATE, admit_type TEXT,
+    admit_source TEXT, discharge_status TEXT, drg TEXT, diagnoses TEXT, procedures TEXT,
+    total_charge_cents BIGINT, paid_cents BIGINT, allowed_cents BIGINT, line_count INTEGER,
+    data_key_id TEXT, member_id BYTEA, first_name BYTEA, last_name BYTEA, birth_date BYTEA,
+    address BYTEA, city BYTEA, zip BYTEA, member_index BYTEA, person_index BYTEA,
+    created_at TIMESTAMPTZ) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE claim_lines_stage (
+    provider_id BIGINT, upload_id TEXT, record_no BIGINT, ordinal INTEGER, line_number INTEGER,
+    service_from DATE, service_through DATE, procedure_code TEXT, modifiers TEXT,
+    revenue_code TEXT, ndc TEXT, units_milli BIGINT, charge_cents BIGINT, paid_cents BIGINT,
+    allowed_cents BIGINT, rendering_npi TEXT, place_of_service TEXT) ON COMMIT DELETE ROWS;";
+
+/// Claims and lines into the caller's transaction: COPY through staging tables for large
+/// batches, multi-row INSERTs for small ones.
+async fn write_claim_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    provider_id: i64,
+    rows: &[crate::store::ClaimRow],
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    use super::pg_copy::{CLAIM_COLUMNS, LINE_COLUMNS, encode_claims, encode_lines};
+    if rows.len() < COPY_FROM_ROWS {
+        return insert_claim_rows(tx, provider_id, rows, now).await;
+    }
+    let staged: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('pg_temp.claims_stage')::text")
+            .fetch_one(&mut **tx)
+            .await?;
+    if staged.is_none() {
+        sqlx::raw_sql(STAGING).execute(&mut **tx).await?;
+    }
+    let mut buffer = Vec::with_capacity(rows.len() * 1024);
+    encode_claims(&mut buffer, provider_id, rows, now);
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY claims_stage ({CLAIM_COLUMNS}) FROM STDIN"))
+        .await?;
+    copy.send(std::mem::take(&mut buffer)).await?;
+    copy.finish().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO claims ({CLAIM_COLUMNS}) SELECT {CLAIM_COLUMNS} FROM claims_stage"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    encode_lines(&mut buffer, provider_id, rows);
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY claim_lines_stage ({LINE_COLUMNS}) FROM STDIN"
+        ))
+        .await?;
+    copy.send(buffer).await?;
+    copy.finish().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO claim_lines ({LINE_COLUMNS}) SELECT {LINE_COLUMNS} FROM claim_lines_stage"
+    )))
+    .execute(&mut **tx)
+    .await?;
+    // Emptied now rather than at commit: a later batch in this transaction (none today)
+    // would otherwise insert these rows twice.
+    sqlx::raw_sql("TRUNCATE claims_stage, claim_lines_stage")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 super::queries::portable_queries!(PgPool, sqlx::postgres::PgRow, sqlx::Postgres);

@@ -885,6 +885,17 @@ macro_rules! portable_queries {
                     return Err(StoreError::KeyErased);
                 }
             }
+            write_claim_rows(tx, provider_id, rows, now).await
+        }
+
+        /// Multi-row INSERTs of claims, then of their lines (a bounded number of rows per
+        /// statement): SQLite's write path, and PostgreSQL's for small batches.
+        async fn insert_claim_rows(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            provider_id: i64,
+            rows: &[ClaimRow],
+            now: OffsetDateTime,
+        ) -> Result<(), StoreError> {
             for chunk in rows.chunks(CLAIMS_PER_STATEMENT) {
                 let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, \

@@ -130,4 +130,15 @@ fn claimed_from(row: &sqlx::sqlite::SqliteRow) -> Result<crate::store::ClaimedUp
     })
 }
 
+/// Claims and lines as multi-row INSERTs (prepared and cached per connection) inside the
+/// caller's transaction.
+async fn write_claim_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    provider_id: i64,
+    rows: &[crate::store::ClaimRow],
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    insert_claim_rows(tx, provider_id, rows, now).await
+}
+
 super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);

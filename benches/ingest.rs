@@ -1,0 +1,445 @@
+//! End-to-end ingest against a bare load of the same rows, in the same run.
+//!
+//! For each backend (PostgreSQL when reachable, SQLite) and each input (an 837P of
+//! `BENCH_INGEST_CLAIMS` claims with three lines each, default 333,334 ≈ 1 million lines;
+//! a line-level CSV of as many lines), the file is ingested through the real pipeline
+//! (raw file decrypted, read, mapped, validated, PHI sealed, blind indexes, batched
+//! writes, versions, accounting) into a fresh database, then the very same normalized
+//! rows are loaded into another fresh database with identical tables and indexes by bare
+//! `COPY` (PostgreSQL, as superuser, 2,000 claims a COPY) or bare prepared multi-row
+//! INSERTs in one transaction (SQLite; a one-row-per-statement loop is several times
+//! slower through the driver, so it would flatter the pipeline). The ratio of the two wall
+//! times is printed, with the ingest's peak RSS.
+//!
+//! Run: `cargo bench --bench ingest`. Environment: `BENCH_INGEST_CLAIMS`,
+//! `BENCH_POSTGRES_URL` (admin URL; default `postgres://postgres@127.0.0.1:5432/postgres`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use claimgate::audit::{AuditEvent, EventKind, Outcome};
+use claimgate::authz::ProviderAdmin;
+use claimgate::config::Settings;
+use claimgate::crypto::MasterKey;
+use claimgate::ingest::{Metrics, Runner, RunnerSettings};
+use claimgate::keyring::Keyring;
+use claimgate::pipeline::{MappingChoice, preview};
+use claimgate::protect::ClaimSealer;
+use claimgate::providers::{ProviderCode, ProviderName};
+use claimgate::raw_store::RawStore;
+use claimgate::store::pg_copy::{CLAIM_COLUMNS, LINE_COLUMNS, encode_claims, encode_lines};
+use claimgate::store::{ClaimKey, ClaimRow, NewUpload, Store};
+use sqlx::Connection;
+
+mod common;
+use common::{CSV_MAPPING, Gen837, GenCsv, env_u64, peak_rss_mib};
+
+struct Target {
+    settings: Settings,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn target(backend: &str, admin: &str, name: &str) -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let url = if backend == "postgres" {
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let mut url = url::Url::parse(admin).unwrap();
+        url.set_path(&format!("/{name}"));
+        url.to_string()
+    } else {
+        format!("sqlite://{}/bench.db", dir.path().display())
+    };
+    let env = vec![
+        (
+            "CLAIMGATE_DATA_DIR".to_owned(),
+            dir.path().display().to_string(),
+        ),
+        ("CLAIMGATE_DATABASE__URL".to_owned(), url.clone()),
+        (
+            "CLAIMGATE_INGEST__BATCH_CLAIMS".to_owned(),
+            std::env::var("BENCH_BATCH").unwrap_or_else(|_| "2000".into()),
+        ),
+    ];
+    let settings = Settings::load(None, env).unwrap();
+    let store = Store::connect(&settings.database).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .create_provider(
+            &ProviderAdmin::operator_console(),
+            &ProviderCode::parse("acme").unwrap(),
+            &ProviderName::parse("Acme").unwrap(),
+            &AuditEvent::new(EventKind::ProviderCreated, Outcome::Success),
+        )
+        .await
+        .unwrap();
+    Target {
+        settings,
+        url,
+        _dir: dir,
+    }
+}
+
+/// Ingests `file` through the pipeline; returns (seconds to process, seconds to store the
+/// raw file, records read).
+async fn ingest(target: &Target, file: &std::path::Path, mapping: &str) -> (f64, f64, i64) {
+    let store = Store::connect(&target.settings.database).await.unwrap();
+    let provider = ProviderCode::parse("acme").unwrap();
+    store
+        .set_provider_mapping(
+            &ProviderAdmin::operator_console(),
+            &provider,
+            mapping,
+            &AuditEvent::new(EventKind::MappingActivated, Outcome::Success),
+        )
+        .await
+        .unwrap();
+    let kek = Arc::new(
+        MasterKey::load(
+            &target.settings.keys.master_key,
+            claimgate::config::Profile::Dev,
+        )
+        .unwrap(),
+    );
+    let keyring = Arc::new(Keyring::new(store.clone(), kek));
+    let raw = Arc::new(
+        RawStore::new(
+            &target.settings.ingest.raw_dir,
+            store.clone(),
+            keyring.clone(),
+        )
+        .unwrap(),
+    );
+    let started = Instant::now();
+    let stored = raw
+        .put(
+            &provider,
+            std::io::BufReader::new(std::fs::File::open(file).unwrap()),
+        )
+        .await
+        .unwrap();
+    let (upload, _) = store
+        .create_upload(
+            &provider,
+            &NewUpload {
+                upload_id: &stored.file_id,
+                submitted_by: None,
+                sha256: &[0; 32],
+                size_bytes: stored.plaintext_bytes as i64,
+                idempotency_key: None,
+            },
+            &AuditEvent::new(EventKind::UploadReceived, Outcome::Success),
+        )
+        .await
+        .unwrap();
+    let raw_secs = started.elapsed().as_secs_f64();
+    let runner = Runner {
+        store: store.clone(),
+        keyring,
+        raw,
+        metrics: Arc::new(Metrics::default()),
+        settings: RunnerSettings {
+            batch_claims: target.settings.ingest.batch_claims,
+            lease: target.settings.ingest.lease,
+        },
+    };
+    let started = Instant::now();
+    let job = store
+        .claim_upload("bench", runner.settings.lease, Some(&upload.upload_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let ending = runner.run(&job, "bench", None).await.unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(ending, claimgate::ingest::Ending::Done);
+    let row = store
+        .upload(Some(&provider), &upload.upload_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.counts.rejected, 0);
+    (secs, raw_secs, row.counts.records)
+}
+
+/// The normalized rows the pipeline stores for `file` (sealed under a fresh key).
+fn rows(file: &std::path::Path, mapping: &str) -> Vec<ClaimRow> {
+    let sealer = ClaimSealer::new(
+        Arc::new(claimgate::crypto::DataKey::generate("acme-bench").unwrap()),
+        Arc::new(claimgate::crypto::BlindIndexKey::generate().unwrap()),
+    );
+    let choice = MappingChoice::resolve(mapping).unwrap();
+    let mut out = Vec::new();
+    preview(
+        &choice,
+        std::io::BufReader::new(std::fs::File::open(file).unwrap()),
+        &mut |mapped| {
+            let key = ClaimKey {
+                upload_id: "bare".into(),
+                record_no: mapped.position.record as i64,
+            };
+            out.push(sealer.seal(key, &mapped.claim).unwrap());
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    out
+}
+
+fn claim_text(r: &ClaimRow) -> Vec<Option<String>> {
+    let s = |v: &Option<String>| v.clone();
+    let d = |v: Option<time::Date>| v.map(|d| d.to_string());
+    let n = |v: Option<i64>| v.map(|n| n.to_string());
+    vec![
+        Some("1".into()),
+        Some(r.key.upload_id.clone()),
+        Some(r.key.record_no.to_string()),
+        Some(r.source_claim_id.clone()),
+        Some(r.claim_type.into()),
+        Some(r.frequency_code.clone()),
+        s(&r.original_claim_id),
+        s(&r.payer_id),
+        s(&r.payer_name),
+        s(&r.plan),
+        s(&r.sex),
+        s(&r.state),
+        s(&r.billing_npi),
+        s(&r.billing_tin),
+        s(&r.rendering_npi),
+        s(&r.attending_npi),
+        s(&r.facility_npi),
+        s(&r.bill_type),
+        s(&r.place_of_service),
+        d(r.statement_from),
+        d(r.statement_through),
+        d(r.admission_date),
+        d(r.discharge_date),
+        s(&r.admit_type),
+        s(&r.admit_source),
+        s(&r.discharge_status),
+        s(&r.drg),
+        Some(r.diagnoses.clone()),
+        Some(r.procedures.clone()),
+        n(r.total_charge_cents),
+        n(r.paid_cents),
+        n(r.allowed_cents),
+        Some(r.lines.len().to_string()),
+        Some(r.data_key_id.clone()),
+    ]
+}
+
+/// Bare PostgreSQL load: COPY of claims and lines, as superuser, in one transaction.
+async fn bare_postgres(url: &str, rows: &[ClaimRow]) -> f64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query("INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('acme-bench', 1, 'f', '\\x00', now())")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // One COPY per table for the whole file: the fastest bare load there is.
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY claims ({CLAIM_COLUMNS}) FROM STDIN"))
+        .await
+        .unwrap();
+    for chunk in rows.chunks(1_000) {
+        let mut buffer = Vec::with_capacity(chunk.len() * 1024);
+        encode_claims(&mut buffer, 1, chunk, now);
+        copy.send(buffer).await.unwrap();
+    }
+    copy.finish().await.unwrap();
+    let mut copy = tx
+        .copy_in_raw(&format!("COPY claim_lines ({LINE_COLUMNS}) FROM STDIN"))
+        .await
+        .unwrap();
+    for chunk in rows.chunks(1_000) {
+        let mut buffer = Vec::with_capacity(chunk.len() * 512);
+        encode_lines(&mut buffer, 1, chunk);
+        copy.send(buffer).await.unwrap();
+    }
+    copy.finish().await.unwrap();
+    tx.commit().await.unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+/// Bare SQLite load: prepared multi-row INSERTs (500 claims or 1,500 lines a statement,
+/// the statements cached by the driver) in one transaction.
+async fn bare_sqlite(url: &str, rows: &[ClaimRow]) -> f64 {
+    let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    sqlx::query("INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('acme-bench', 1, 'f', x'00', '2026-11-27')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut tx = conn.begin().await.unwrap();
+    for chunk in rows.chunks(500) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "INSERT INTO claims ({CLAIM_COLUMNS}) "
+        ));
+        insert.push_values(chunk, |mut b, r| {
+            for v in claim_text(r) {
+                b.push_bind(v);
+            }
+            for v in r.phi.values() {
+                b.push_bind(v.map(<[u8]>::to_vec));
+            }
+            b.push_bind(r.member_index.clone())
+                .push_bind(r.person_index.clone())
+                .push_bind("2026-11-27T00:00:00Z");
+        });
+        insert.build().execute(&mut *tx).await.unwrap();
+        let lines: Vec<(&ClaimRow, usize)> = chunk
+            .iter()
+            .flat_map(|r| (0..r.lines.len()).map(move |i| (r, i)))
+            .collect();
+        for part in lines.chunks(1_500) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO claim_lines ({LINE_COLUMNS}) "
+            ));
+            insert.push_values(part, |mut b, (r, i)| {
+                let l = &r.lines[*i];
+                b.push_bind(1i64)
+                    .push_bind(r.key.upload_id.clone())
+                    .push_bind(r.key.record_no)
+                    .push_bind(*i as i64 + 1)
+                    .push_bind(l.line_number)
+                    .push_bind(l.service_from)
+                    .push_bind(l.service_through)
+                    .push_bind(l.procedure_code.clone())
+                    .push_bind(l.modifiers.clone())
+                    .push_bind(l.revenue_code.clone())
+                    .push_bind(l.ndc.clone())
+                    .push_bind(l.units_milli)
+                    .push_bind(l.charge_cents)
+                    .push_bind(l.paid_cents)
+                    .push_bind(l.allowed_cents)
+                    .push_bind(l.rendering_npi.clone())
+                    .push_bind(l.place_of_service.clone());
+            });
+            insert.build().execute(&mut *tx).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+/// Resets the process's peak RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let claims = env_u64("BENCH_INGEST_CLAIMS", 333_334);
+    let admin = std::env::var("BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let files = tempfile::tempdir().unwrap();
+    let x12 = files.path().join("bench.x12");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&x12).unwrap());
+    std::io::copy(&mut Gen837::with_lines(claims, 3), &mut out).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    let csv = files.path().join("bench.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    let mut gen_csv = GenCsv {
+        lines: claims * 3,
+        next: 0,
+        buf: Vec::new(),
+        pos: 0,
+        header: false,
+    };
+    std::io::copy(&mut gen_csv, &mut out).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+    println!(
+        "inputs: 837P {claims} claims x 3 lines ({:.0} MB), CSV {} lines ({:.0} MB); load average {}",
+        size(&x12),
+        claims * 3,
+        size(&csv),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let postgres = sqlx::PgConnection::connect(&admin).await.is_ok();
+    let mut backends = vec![];
+    if postgres {
+        backends.push("postgres");
+    } else {
+        println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+    }
+    backends.push("sqlite");
+    // Ingests first, each with its peak RSS; then the bare loads (their rows are built in
+    // memory, which would otherwise inflate the ingest's RSS figure).
+    let mut runs = Vec::new();
+    for backend in &backends {
+        for (label, file, mapping) in [("837P", &x12, "x12"), ("CSV", &csv, CSV_MAPPING)] {
+            let db = format!("bench_ingest_{}", label.to_lowercase());
+            let pipeline = target(backend, &admin, &db).await;
+            reset_peak_rss();
+            let (secs, raw_secs, records) = ingest(&pipeline, file, mapping).await;
+            runs.push((
+                *backend,
+                label,
+                file,
+                mapping,
+                db,
+                secs,
+                raw_secs,
+                records,
+                peak_rss_mib(),
+            ));
+        }
+    }
+    for (backend, label, file, mapping, db, secs, raw_secs, records, rss) in runs {
+        let rows = rows(file, mapping);
+        let bare_target = target(backend, &admin, &format!("{db}_bare")).await;
+        let bare = if backend == "postgres" {
+            bare_postgres(&bare_target.url, &rows).await
+        } else {
+            bare_sqlite(&bare_target.url, &rows).await
+        };
+        let lines: usize = rows.iter().map(|r| r.lines.len()).sum();
+        println!(
+            "{backend} {label}: {records} records ({} claims, {lines} lines): ingest {secs:.2} s ({:.0} lines/s), bare {} {bare:.2} s; ratio {:.2} (goal {}); raw file stored in {raw_secs:.2} s; peak RSS of the ingest {rss:.0} MiB",
+            rows.len(),
+            lines as f64 / secs,
+            if backend == "postgres" {
+                "COPY"
+            } else {
+                "prepared multi-row INSERTs"
+            },
+            secs / bare,
+            if backend == "postgres" {
+                "1.15"
+            } else {
+                "1.25"
+            },
+        );
+    }
+    println!(
+        "load average after: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
