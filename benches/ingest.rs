@@ -29,11 +29,12 @@ use claimgate::pipeline::{MappingChoice, preview};
 use claimgate::protect::ClaimSealer;
 use claimgate::providers::{ProviderCode, ProviderName};
 use claimgate::raw_store::RawStore;
-use claimgate::store::pg_copy::{CLAIM_COLUMNS, LINE_COLUMNS, encode_claims, encode_lines};
+use claimgate::store::columns::{CLAIM_COLUMNS, LINE_COLUMNS};
 use claimgate::store::{ClaimKey, ClaimRow, NewUpload, Store};
 use sqlx::Connection;
 
 mod common;
+use common::copy_text::{encode_claims, encode_lines};
 use common::{CSV_MAPPING, Gen837, GenCsv, env_u64, peak_rss_mib};
 
 struct Target {

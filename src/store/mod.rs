@@ -6,7 +6,7 @@
 //! database errors are reduced to their SQLSTATE code and constraint name.
 
 mod claim_rows;
-pub mod pg_copy;
+pub mod columns;
 mod postgres;
 mod queries;
 mod sqlite;

@@ -189,79 +189,164 @@ fn claimed_from(row: &sqlx::postgres::PgRow) -> Result<crate::store::ClaimedUplo
     })
 }
 
-/// Batches smaller than this are inserted with multi-row INSERTs; larger ones are copied.
-const COPY_FROM_ROWS: usize = 64;
-
-/// Per-session staging tables for COPY (claims has row-level security, and PostgreSQL
-/// does not COPY into such a table): rows are copied into these, then inserted with one
-/// `INSERT … SELECT`, under the same policies as any insert. Temporary tables are not
-/// WAL-logged; their rows go at commit.
-const STAGING: &str = "CREATE TEMP TABLE claims_stage (
-    provider_id BIGINT, upload_id TEXT, record_no BIGINT, source_claim_id TEXT, claim_type TEXT,
-    frequency_code TEXT, original_claim_id TEXT, payer_id TEXT, payer_name TEXT, plan TEXT, sex TEXT,
-    state TEXT, billing_npi TEXT, billing_tin TEXT, rendering_npi TEXT, attending_npi TEXT,
-    facility_npi TEXT, bill_type TEXT, place_of_service TEXT, statement_from DATE,
-    statement_through DATE, admission_date DATE, discharge_date DATE, admit_type TEXT,
-    admit_source TEXT, discharge_status TEXT, drg TEXT, diagnoses TEXT, procedures TEXT,
-    total_charge_cents BIGINT, paid_cents BIGINT, allowed_cents BIGINT, line_count INTEGER,
-    data_key_id TEXT, member_id BYTEA, first_name BYTEA, last_name BYTEA, birth_date BYTEA,
-    address BYTEA, city BYTEA, zip BYTEA, member_index BYTEA, person_index BYTEA,
-    created_at TIMESTAMPTZ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE claim_lines_stage (
-    provider_id BIGINT, upload_id TEXT, record_no BIGINT, ordinal INTEGER, line_number INTEGER,
-    service_from DATE, service_through DATE, procedure_code TEXT, modifiers TEXT,
-    revenue_code TEXT, ndc TEXT, units_milli BIGINT, charge_cents BIGINT, paid_cents BIGINT,
-    allowed_cents BIGINT, rendering_npi TEXT, place_of_service TEXT) ON COMMIT DELETE ROWS;";
-
-/// Claims and lines into the caller's transaction: COPY through staging tables for large
-/// batches, multi-row INSERTs for small ones.
+/// Claims and lines into the caller's transaction, each table with one `INSERT … SELECT
+/// FROM unnest(…)` of column arrays sent in binary, checked by the tables' row-level
+/// security like any insert. (COPY cannot target a table under row-level security; COPY
+/// into a temporary staging table then `INSERT … SELECT` measured no faster, 1.9× a bare
+/// COPY against 1.4–1.8× for this, and needs per-session tables.)
 async fn write_claim_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     provider_id: i64,
     rows: &[crate::store::ClaimRow],
     now: time::OffsetDateTime,
 ) -> Result<(), StoreError> {
-    use super::pg_copy::{CLAIM_COLUMNS, LINE_COLUMNS, encode_claims, encode_lines};
-    if rows.len() < COPY_FROM_ROWS {
-        return insert_claim_rows(tx, provider_id, rows, now).await;
-    }
-    let staged: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('pg_temp.claims_stage')::text")
-            .fetch_one(&mut **tx)
-            .await?;
-    if staged.is_none() {
-        sqlx::raw_sql(STAGING).execute(&mut **tx).await?;
-    }
-    let mut buffer = Vec::with_capacity(rows.len() * 1024);
-    encode_claims(&mut buffer, provider_id, rows, now);
-    let mut copy = tx
-        .copy_in_raw(&format!("COPY claims_stage ({CLAIM_COLUMNS}) FROM STDIN"))
-        .await?;
-    copy.send(std::mem::take(&mut buffer)).await?;
-    copy.finish().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO claims ({CLAIM_COLUMNS}) SELECT {CLAIM_COLUMNS} FROM claims_stage"
+    use super::columns::{CLAIM_COLUMNS, LINE_COLUMNS};
+    type Texts = Vec<Option<String>>;
+    let text = |f: &dyn Fn(&crate::store::ClaimRow) -> Option<String>| -> Texts {
+        rows.iter().map(f).collect()
+    };
+    let date =
+        |f: &dyn Fn(&crate::store::ClaimRow) -> Option<time::Date>| -> Vec<Option<time::Date>> {
+            rows.iter().map(f).collect()
+        };
+    let int = |f: &dyn Fn(&crate::store::ClaimRow) -> Option<i64>| -> Vec<Option<i64>> {
+        rows.iter().map(f).collect()
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO claims ({CLAIM_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], \
+         $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], \
+         $17::text[], $18::text[], $19::text[], $20::date[], $21::date[], $22::date[], $23::date[], \
+         $24::text[], $25::text[], $26::text[], $27::text[], $28::text[], $29::text[], $30::bigint[], \
+         $31::bigint[], $32::bigint[], $33::int[], $34::text[], $35::bytea[], $36::bytea[], \
+         $37::bytea[], $38::bytea[], $39::bytea[], $40::bytea[], $41::bytea[], $42::bytea[], \
+         $43::bytea[], $44::timestamptz[])"
     )))
-    .execute(&mut **tx)
-    .await?;
-    encode_lines(&mut buffer, provider_id, rows);
-    let mut copy = tx
-        .copy_in_raw(&format!(
-            "COPY claim_lines_stage ({LINE_COLUMNS}) FROM STDIN"
-        ))
-        .await?;
-    copy.send(buffer).await?;
-    copy.finish().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO claim_lines ({LINE_COLUMNS}) SELECT {LINE_COLUMNS} FROM claim_lines_stage"
-    )))
-    .execute(&mut **tx)
-    .await?;
-    // Emptied now rather than at commit: a later batch in this transaction (none today)
-    // would otherwise insert these rows twice.
-    sqlx::raw_sql("TRUNCATE claims_stage, claim_lines_stage")
+    .bind(vec![provider_id; rows.len()])
+    .bind(text(&|r| Some(r.key.upload_id.clone())))
+    .bind(int(&|r| Some(r.key.record_no)))
+    .bind(text(&|r| Some(r.source_claim_id.clone())))
+    .bind(text(&|r| Some(r.claim_type.to_owned())))
+    .bind(text(&|r| Some(r.frequency_code.clone())))
+    .bind(text(&|r| r.original_claim_id.clone()))
+    .bind(text(&|r| r.payer_id.clone()))
+    .bind(text(&|r| r.payer_name.clone()))
+    .bind(text(&|r| r.plan.clone()))
+    .bind(text(&|r| r.sex.clone()))
+    .bind(text(&|r| r.state.clone()))
+    .bind(text(&|r| r.billing_npi.clone()))
+    .bind(text(&|r| r.billing_tin.clone()))
+    .bind(text(&|r| r.rendering_npi.clone()))
+    .bind(text(&|r| r.attending_npi.clone()))
+    .bind(text(&|r| r.facility_npi.clone()))
+    .bind(text(&|r| r.bill_type.clone()))
+    .bind(text(&|r| r.place_of_service.clone()))
+    .bind(date(&|r| r.statement_from))
+    .bind(date(&|r| r.statement_through))
+    .bind(date(&|r| r.admission_date))
+    .bind(date(&|r| r.discharge_date))
+    .bind(text(&|r| r.admit_type.clone()))
+    .bind(text(&|r| r.admit_source.clone()))
+    .bind(text(&|r| r.discharge_status.clone()))
+    .bind(text(&|r| r.drg.clone()))
+    .bind(text(&|r| Some(r.diagnoses.clone())))
+    .bind(text(&|r| Some(r.procedures.clone())))
+    .bind(int(&|r| r.total_charge_cents))
+    .bind(int(&|r| r.paid_cents))
+    .bind(int(&|r| r.allowed_cents))
+    .bind(
+        rows.iter()
+            .map(|r| i32::try_from(r.lines.len()).unwrap_or(i32::MAX))
+            .collect::<Vec<i32>>(),
+    )
+    .bind(text(&|r| Some(r.data_key_id.clone())));
+    for column in 0..crate::store::SealedPhi::COLUMNS.len() {
+        let sealed: Vec<Option<&[u8]>> = rows
+            .iter()
+            .map(|r| r.phi.values().get(column).copied().flatten())
+            .collect();
+        query = query.bind(sealed);
+    }
+    query
+        .bind(
+            rows.iter()
+                .map(|r| r.member_index.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            rows.iter()
+                .map(|r| r.person_index.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(vec![now; rows.len()])
         .execute(&mut **tx)
         .await?;
+
+    let lines: Vec<(&crate::store::ClaimRow, usize, &crate::store::LineRow)> = rows
+        .iter()
+        .flat_map(|r| r.lines.iter().enumerate().map(move |(i, l)| (r, i + 1, l)))
+        .collect();
+    let ltext = |f: &dyn Fn(&crate::store::LineRow) -> Option<String>| -> Texts {
+        lines.iter().map(|(_, _, l)| f(l)).collect()
+    };
+    let lint = |f: &dyn Fn(&crate::store::LineRow) -> Option<i64>| -> Vec<Option<i64>> {
+        lines.iter().map(|(_, _, l)| f(l)).collect()
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO claim_lines ({LINE_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], \
+         $3::bigint[], $4::int[], $5::int[], $6::date[], $7::date[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], \
+         $16::text[], $17::text[])"
+    )))
+    .bind(vec![provider_id; lines.len()])
+    .bind(
+        lines
+            .iter()
+            .map(|(r, _, _)| r.key.upload_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(r, _, _)| r.key.record_no)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, i, _)| i32::try_from(*i).unwrap_or(i32::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.line_number)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.service_from)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        lines
+            .iter()
+            .map(|(_, _, l)| l.service_through)
+            .collect::<Vec<_>>(),
+    )
+    .bind(ltext(&|l| l.procedure_code.clone()))
+    .bind(ltext(&|l| Some(l.modifiers.clone())))
+    .bind(ltext(&|l| l.revenue_code.clone()))
+    .bind(ltext(&|l| l.ndc.clone()))
+    .bind(lint(&|l| l.units_milli))
+    .bind(lint(&|l| l.charge_cents))
+    .bind(lint(&|l| l.paid_cents))
+    .bind(lint(&|l| l.allowed_cents))
+    .bind(ltext(&|l| l.rendering_npi.clone()))
+    .bind(ltext(&|l| l.place_of_service.clone()))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            Batch, ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, LineRow, NewDataKey, NewGrant,
+            Batch, ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
             StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
@@ -864,11 +864,6 @@ macro_rules! portable_queries {
                 .ok_or(StoreError::UnknownProvider)
         }
 
-        /// Claims per multi-row INSERT (45 columns: under SQLite's 32,766 parameters).
-        const CLAIMS_PER_STATEMENT: usize = 500;
-        /// Lines per multi-row INSERT (17 columns).
-        const LINES_PER_STATEMENT: usize = 1_500;
-
         /// Inserts claim rows (and their lines) inside `tx`. Refuses with
         /// [`StoreError::KeyErased`] when a row's data key was destroyed or drained.
         async fn insert_claims_in(
@@ -886,102 +881,6 @@ macro_rules! portable_queries {
                 }
             }
             write_claim_rows(tx, provider_id, rows, now).await
-        }
-
-        /// Multi-row INSERTs of claims, then of their lines (a bounded number of rows per
-        /// statement): SQLite's write path, and PostgreSQL's for small batches.
-        async fn insert_claim_rows(
-            tx: &mut sqlx::Transaction<'_, $db>,
-            provider_id: i64,
-            rows: &[ClaimRow],
-            now: OffsetDateTime,
-        ) -> Result<(), StoreError> {
-            for chunk in rows.chunks(CLAIMS_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, \
-                     frequency_code, original_claim_id, payer_id, payer_name, plan, sex, state, billing_npi, \
-                     billing_tin, rendering_npi, attending_npi, facility_npi, bill_type, place_of_service, \
-                     statement_from, statement_through, admission_date, discharge_date, admit_type, \
-                     admit_source, discharge_status, drg, diagnoses, procedures, total_charge_cents, \
-                     paid_cents, allowed_cents, line_count, data_key_id, member_id, first_name, last_name, \
-                     birth_date, address, city, zip, member_index, person_index, created_at) ",
-                );
-                insert.push_values(chunk, |mut b, r| {
-                    b.push_bind(provider_id)
-                        .push_bind(r.key.upload_id.as_str())
-                        .push_bind(r.key.record_no)
-                        .push_bind(r.source_claim_id.as_str())
-                        .push_bind(r.claim_type)
-                        .push_bind(r.frequency_code.as_str())
-                        .push_bind(r.original_claim_id.as_deref())
-                        .push_bind(r.payer_id.as_deref())
-                        .push_bind(r.payer_name.as_deref())
-                        .push_bind(r.plan.as_deref())
-                        .push_bind(r.sex.as_deref())
-                        .push_bind(r.state.as_deref())
-                        .push_bind(r.billing_npi.as_deref())
-                        .push_bind(r.billing_tin.as_deref())
-                        .push_bind(r.rendering_npi.as_deref())
-                        .push_bind(r.attending_npi.as_deref())
-                        .push_bind(r.facility_npi.as_deref())
-                        .push_bind(r.bill_type.as_deref())
-                        .push_bind(r.place_of_service.as_deref())
-                        .push_bind(r.statement_from)
-                        .push_bind(r.statement_through)
-                        .push_bind(r.admission_date)
-                        .push_bind(r.discharge_date)
-                        .push_bind(r.admit_type.as_deref())
-                        .push_bind(r.admit_source.as_deref())
-                        .push_bind(r.discharge_status.as_deref())
-                        .push_bind(r.drg.as_deref())
-                        .push_bind(r.diagnoses.as_str())
-                        .push_bind(r.procedures.as_str())
-                        .push_bind(r.total_charge_cents)
-                        .push_bind(r.paid_cents)
-                        .push_bind(r.allowed_cents)
-                        .push_bind(i32::try_from(r.lines.len()).unwrap_or(i32::MAX))
-                        .push_bind(r.data_key_id.as_str());
-                    for value in r.phi.values() {
-                        b.push_bind(value);
-                    }
-                    b.push_bind(r.member_index.as_deref())
-                        .push_bind(r.person_index.as_deref())
-                        .push_bind(now);
-                });
-                insert.build().execute(&mut **tx).await?;
-            }
-            let lines: Vec<(&ClaimRow, usize, &LineRow)> = rows
-                .iter()
-                .flat_map(|r| r.lines.iter().enumerate().map(move |(i, l)| (r, i + 1, l)))
-                .collect();
-            for chunk in lines.chunks(LINES_PER_STATEMENT) {
-                let mut insert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO claim_lines (provider_id, upload_id, record_no, ordinal, line_number, \
-                     service_from, service_through, procedure_code, modifiers, revenue_code, ndc, \
-                     units_milli, charge_cents, paid_cents, allowed_cents, rendering_npi, place_of_service) ",
-                );
-                insert.push_values(chunk, |mut b, (r, ordinal, l)| {
-                    b.push_bind(provider_id)
-                        .push_bind(r.key.upload_id.as_str())
-                        .push_bind(r.key.record_no)
-                        .push_bind(i32::try_from(*ordinal).unwrap_or(i32::MAX))
-                        .push_bind(l.line_number)
-                        .push_bind(l.service_from)
-                        .push_bind(l.service_through)
-                        .push_bind(l.procedure_code.as_deref())
-                        .push_bind(l.modifiers.as_str())
-                        .push_bind(l.revenue_code.as_deref())
-                        .push_bind(l.ndc.as_deref())
-                        .push_bind(l.units_milli)
-                        .push_bind(l.charge_cents)
-                        .push_bind(l.paid_cents)
-                        .push_bind(l.allowed_cents)
-                        .push_bind(l.rendering_npi.as_deref())
-                        .push_bind(l.place_of_service.as_deref());
-                });
-                insert.build().execute(&mut **tx).await?;
-            }
-            Ok(())
         }
 
         pub(super) async fn insert_claims(
