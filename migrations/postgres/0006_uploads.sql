@@ -8,6 +8,7 @@ ALTER TABLE providers ADD COLUMN mapping TEXT;
 -- One row per received file. The id is the raw file's id. State machine:
 --   received → processing → done | failed   (a lease that expires returns a job to the pool)
 -- `checkpoint` is the last record whose outcome is committed; counts are committed with it.
+-- `ack` is the 999 acknowledgement of an X12 file, made when its processing ends.
 CREATE TABLE uploads (
     upload_id          TEXT PRIMARY KEY,
     provider_id        BIGINT NOT NULL REFERENCES providers (id),
@@ -32,6 +33,7 @@ CREATE TABLE uploads (
     unmatched          BIGINT NOT NULL DEFAULT 0,
     total_charge_cents BIGINT NOT NULL DEFAULT 0,
     line_charge_cents  BIGINT NOT NULL DEFAULT 0,
+    ack                TEXT,
     received_at        TIMESTAMPTZ NOT NULL,
     started_at         TIMESTAMPTZ,
     finished_at        TIMESTAMPTZ,

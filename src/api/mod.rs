@@ -138,6 +138,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/uploads", Credential(UploadsWrite), uploads::create),
     route!(GET "/v1/uploads/{id}", Credential(UploadsRead), uploads::show),
     route!(GET "/v1/uploads/{id}/rejects", Credential(UploadsRead), uploads::rejects),
+    route!(GET "/v1/uploads/{id}/999", Credential(UploadsRead), uploads::ack),
     route!(GET "/metrics", Global(MetricsRead), uploads::metrics),
     route!(GET "/v1/audit/events", Global(AuditRead), audit::search),
     route!(GET "/v1/audit/verify", Global(AuditRead), audit::verify),

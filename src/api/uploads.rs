@@ -10,6 +10,7 @@
 //!   timings.
 //! - `GET /v1/uploads/{id}/rejects` (`uploads:read`): every refused record's position,
 //!   field, code and message (never a value), paged by `after` and `limit`.
+//! - `GET /v1/uploads/{id}/999` (`uploads:read`): the 999 acknowledgement of an X12 file.
 //!
 //! A body cut off, too large or failing its checksum is never recorded: the partial raw
 //! file is removed and the refusal audited (`upload.rejected`).
@@ -313,6 +314,27 @@ pub async fn rejects(
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "rejects": items, "next": next })))
+}
+
+/// The 999 acknowledgement of an X12 upload (404 for other formats; 409 while it is
+/// still being processed).
+pub async fn ack(
+    caller: Caller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (_, row, code) = readable(&caller, &state, &id).await?;
+    if row.state == "received" || row.state == "processing" {
+        return Err(ApiError::Conflict);
+    }
+    let ack = state
+        .store
+        .upload_ack(&code, &row.upload_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/edi-x12")
+        .body(ack))
 }
 
 /// `GET /metrics`: Prometheus text.

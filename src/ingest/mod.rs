@@ -8,6 +8,7 @@
 //!
 //! [`runner`] processes one upload; [`worker`] runs the queue; [`metrics`] counts.
 
+pub mod ack999;
 pub mod metrics;
 pub mod runner;
 pub mod worker;

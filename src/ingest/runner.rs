@@ -102,6 +102,10 @@ impl Runner {
             }
             Some(Ok(mapping)) => mapping,
         };
+        let x12 = match &mapping {
+            MappingChoice::X12ByVersion { .. } => true,
+            MappingChoice::One(plan) => plan.format == crate::mapping::definition::Format::X12,
+        };
         let sealer = ClaimSealer::for_provider(&self.keyring, &provider).await?;
         let reader = match self.raw.open(&provider, &job.upload_id).await {
             Ok(reader) => reader,
@@ -174,7 +178,45 @@ impl Runner {
                 .end(job, owner, Ending::Failed("accounting_mismatch"))
                 .await;
         }
-        self.end(job, owner, Ending::Done).await
+        let ack = if x12 {
+            self.acknowledgement(&provider, &job.upload_id).await?
+        } else {
+            None
+        };
+        self.finish(job, owner, Ending::Done, ack.as_deref()).await
+    }
+
+    /// The 999 of an X12 upload: the raw file read again for its envelope, with the
+    /// syntax findings recorded in its rejects.
+    async fn acknowledgement(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+    ) -> Result<Option<String>, RunError> {
+        let findings: Vec<super::ack999::SyntaxFinding> = self
+            .store
+            .syntax_findings(provider, upload_id, 10_000)
+            .await?
+            .into_iter()
+            .filter_map(|(segment, code)| {
+                Some(super::ack999::SyntaxFinding {
+                    segment: segment.parse().ok()?,
+                    code,
+                })
+            })
+            .collect();
+        let reader = self.raw.open(provider, upload_id).await?;
+        let control = u32::from_str_radix(upload_id.get(..7).unwrap_or("1"), 16).unwrap_or(1);
+        let now = time::OffsetDateTime::now_utc();
+        let built = tokio::task::spawn_blocking(move || {
+            super::ack999::build(std::io::BufReader::new(reader), &findings, control, now)
+        })
+        .await
+        .map_err(|_| RunError::Thread)?;
+        Ok(built.unwrap_or_else(|_| {
+            tracing::warn!(upload = %upload_id, "the 999 could not be made: the raw file did not read");
+            None
+        }))
     }
 
     async fn end(
@@ -182,6 +224,16 @@ impl Runner {
         job: &ClaimedUpload,
         owner: &str,
         ending: Ending,
+    ) -> Result<Ending, RunError> {
+        self.finish(job, owner, ending, None).await
+    }
+
+    async fn finish(
+        &self,
+        job: &ClaimedUpload,
+        owner: &str,
+        ending: Ending,
+        ack: Option<&str>,
     ) -> Result<Ending, RunError> {
         let failure = match &ending {
             Ending::Done => None,
@@ -203,7 +255,7 @@ impl Runner {
             .unwrap_or_default();
         event.records = u64::try_from(counts.records).ok();
         self.store
-            .finish_upload(&job.upload_id, owner, failure, &event)
+            .finish_upload(&job.upload_id, owner, (failure, ack), &event)
             .await?;
         self.metrics.finished(failure.is_none(), &counts);
         tracing::info!(

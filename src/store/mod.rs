@@ -795,19 +795,39 @@ impl Store {
         )
     }
 
-    /// Marks an upload done (`failure` `None`) or failed with a code, audited.
+    /// Marks an upload done (`failure` `None`) or failed with a code, with its 999
+    /// acknowledgement when there is one, audited.
     pub async fn finish_upload(
         &self,
         upload_id: &str,
         owner: &str,
-        failure: Option<&str>,
+        (failure, ack): (Option<&str>, Option<&str>),
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         on_backend!(
             self,
-            finish_upload(upload_id, owner, failure, audit, &self.journal, now)
+            finish_upload(upload_id, owner, failure, ack, audit, &self.journal, now)
         )
+    }
+
+    /// Up to `limit` syntax findings (`x12.…`) of an upload: (segment number, code).
+    pub async fn syntax_findings(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_backend!(self, syntax_findings(provider, upload_id, limit))
+    }
+
+    /// An upload's 999 acknowledgement (X12 uploads, once processed).
+    pub async fn upload_ack(
+        &self,
+        provider: &ProviderCode,
+        upload_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, upload_ack(provider, upload_id))
     }
 
     /// Stored claims of an upload and how many of its records have rejects.

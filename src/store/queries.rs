@@ -1352,6 +1352,7 @@ macro_rules! portable_queries {
             upload_id: &str,
             owner: &str,
             failure: Option<&str>,
+            ack: Option<&str>,
             audit: &AuditEvent,
             journal: &Journal,
             now: OffsetDateTime,
@@ -1359,13 +1360,15 @@ macro_rules! portable_queries {
             let mut tx = begin_write(pool).await?;
             let done = sqlx::query(
                 "UPDATE uploads SET state = $3, failure = $4, finished_at = $5, lease_owner = NULL, \
-                 lease_expires_at = NULL WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing'",
+                 lease_expires_at = NULL, ack = $6 \
+                 WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing'",
             )
             .bind(upload_id)
             .bind(owner)
             .bind(if failure.is_some() { "failed" } else { "done" })
             .bind(failure)
             .bind(now)
+            .bind(ack)
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
@@ -1447,6 +1450,43 @@ macro_rules! portable_queries {
                     .await?;
             tx.commit().await?;
             Ok(max.unwrap_or(0))
+        }
+
+        /// Syntax findings (`x12.…` codes) of an upload with their segment numbers.
+        pub(super) async fn syntax_findings(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+            limit: i64,
+        ) -> Result<Vec<(String, String)>, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let rows = sqlx::query_as(
+                "SELECT segment, code FROM rejects WHERE upload_id = $1 AND code LIKE 'x12.%' \
+                 AND segment IS NOT NULL ORDER BY ordinal LIMIT $2",
+            )
+            .bind(upload_id)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(rows)
+        }
+
+        /// An upload's 999 acknowledgement, if one was made.
+        pub(super) async fn upload_ack(
+            pool: &$pool,
+            provider: &ProviderCode,
+            upload_id: &str,
+        ) -> Result<Option<String>, StoreError> {
+            let ack: Option<Option<String>> = sqlx::query_scalar(
+                "SELECT u.ack FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE u.upload_id = $1 AND p.code = $2",
+            )
+            .bind(upload_id)
+            .bind(provider.as_str())
+            .fetch_optional(pool)
+            .await?;
+            Ok(ack.flatten())
         }
 
         /// The mapping assigned to a provider.

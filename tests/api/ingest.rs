@@ -133,6 +133,34 @@ async fn end_to_end_on(backend: Backend) {
         .await;
     assert_eq!(found.json()["ids"], json!([c7]));
 
+    // The 999: one group, one accepted transaction set; its own counts add up.
+    let ack = app
+        .call(
+            &ingest.submitter,
+            "GET",
+            &format!("/v1/uploads/{id}/999"),
+            "",
+        )
+        .await;
+    assert_eq!(ack.status, 200, "{ack:?}");
+    assert_eq!(ack.header("content-type"), Some("application/edi-x12"));
+    let segments: Vec<&str> = ack.body.split("~\n").filter(|s| !s.is_empty()).collect();
+    assert!(
+        segments[0]
+            .starts_with("ISA*00*          *00*          *ZZ*RECEIVER       *ZZ*SUBMITTER      *"),
+        "{}",
+        ack.body
+    );
+    assert!(segments[1].starts_with("GS*FA*REC*SUB*"));
+    assert_eq!(segments[2], "ST*999*0001*005010X231A1");
+    assert_eq!(segments[3], "AK1*HC*1*005010X222A1");
+    assert_eq!(segments[4], "AK2*837*0001*005010X222A1");
+    assert_eq!(segments[5], "IK5*A");
+    assert_eq!(segments[6], "AK9*A*1*1*1");
+    assert_eq!(segments[7], "SE*6*0001");
+    assert!(segments[8].starts_with("GE*1*"));
+    assert!(segments[9].starts_with("IEA*1*"));
+
     // The same file again: the earlier upload, not processed again. The same key too.
     let again = upload_at(app.addr, &ingest.submitter, &file, X12).await;
     assert_eq!(again.status, 200, "{again:?}");
@@ -573,4 +601,53 @@ async fn postgres_two_gateway_processes_process_each_of_twenty_uploads_exactly_o
     assert_eq!(processed, 20, "one processing event per upload");
     first.stop();
     second.stop();
+}
+
+/// A transaction set whose trailer count is wrong: its claims are processed (a wrong
+/// count does not make a complete claim wrong) and the 999 notes the error.
+#[tokio::test]
+async fn the_999_notes_a_wrong_trailer_count_and_accepts_with_errors() {
+    let ingest = ingest_app(Backend::Sqlite, "ingest_999").await.unwrap();
+    let file = String::from_utf8(x12_837p(&[
+        X12Claim::new("S1", 100),
+        X12Claim::new("S2", 200),
+    ]))
+    .unwrap();
+    let se = file
+        .lines()
+        .find(|l| l.starts_with("SE*"))
+        .unwrap()
+        .to_owned();
+    let broken = file.replace(&se, "SE*99*0001~");
+    let receipt = upload(&ingest, broken.as_bytes()).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(receipt["counts"]["accepted"], 2);
+    let id = receipt["upload_id"].as_str().unwrap();
+    let ack = ingest
+        .app
+        .call(
+            &ingest.submitter,
+            "GET",
+            &format!("/v1/uploads/{id}/999"),
+            "",
+        )
+        .await;
+    assert_eq!(ack.status, 200);
+    let segments: Vec<&str> = ack.body.split("~\n").filter(|s| !s.is_empty()).collect();
+    let se_position = file.lines().position(|l| l.starts_with("SE*")).unwrap() - 1;
+    assert_eq!(segments[4], "AK2*837*0001*005010X222A1");
+    assert_eq!(
+        segments[5],
+        format!("IK3*SE*{se_position}**8"),
+        "{}",
+        ack.body
+    );
+    assert_eq!(segments[6], "IK5*E*4");
+    assert_eq!(segments[7], "AK9*E*1*1*1");
+    // Not X12: no 999.
+    let csv_ack = ingest
+        .app
+        .call(&ingest.submitter, "GET", "/v1/uploads/nope/999", "")
+        .await;
+    assert_eq!(csv_ack.status, 404);
 }
