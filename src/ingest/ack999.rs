@@ -88,11 +88,9 @@ pub fn build(
         ignored.clear();
         let number = segment.position().segment.unwrap_or(0);
         match segment.id() {
-            b"ISA" => {
-                if sender.is_none() {
-                    sender = Some((text(&segment, 5), text(&segment, 6)));
-                    receiver = Some((text(&segment, 7), text(&segment, 8)));
-                }
+            b"ISA" if sender.is_none() => {
+                sender = Some((text(&segment, 5), text(&segment, 6)));
+                receiver = Some((text(&segment, 7), text(&segment, 8)));
             }
             b"GS" => groups.push(Group {
                 gs01: text(&segment, 1),
@@ -169,10 +167,7 @@ pub fn build(
                 body.push(format!("IK3*{id}*{position}**{code}"));
             }
             let missing_trailer = set.last.is_none();
-            let ik5 = if missing_trailer {
-                rejected += 1;
-                "IK5*R*2".to_owned()
-            } else if set.trailer_code == Some("2") {
+            let ik5 = if missing_trailer || set.trailer_code == Some("2") {
                 rejected += 1;
                 "IK5*R*2".to_owned()
             } else if !set.errors.is_empty() {
