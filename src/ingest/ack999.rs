@@ -197,9 +197,9 @@ pub fn build(
         body.push(format!("SE*{count}*{st_control:04}"));
     }
     let mut out = String::new();
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "ISA*00*          *00*          *{receiver_qual:<2}*{receiver_id:<15}*{sender_qual:<2}*{sender_id:<15}*{}*{clock}*^*00501*{control:09}*0*P*:~\n",
+        "ISA*00*          *00*          *{receiver_qual:<2}*{receiver_id:<15}*{sender_qual:<2}*{sender_id:<15}*{}*{clock}*^*00501*{control:09}*0*P*:~",
         date.get(2..).unwrap_or_default()
     );
     let (gs_sender, gs_receiver) = groups

@@ -807,7 +807,7 @@ impl Store {
         let now = self.clock.now();
         on_backend!(
             self,
-            finish_upload(upload_id, owner, failure, ack, audit, &self.journal, now)
+            finish_upload(upload_id, owner, (failure, ack), audit, &self.journal, now)
         )
     }
 
