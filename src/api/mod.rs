@@ -16,6 +16,7 @@ mod data_keys;
 pub mod error;
 pub mod guard;
 mod health;
+mod multipart;
 mod principals;
 mod providers;
 mod uploads;

@@ -3,7 +3,7 @@
 //! upload is queued for the workers and answered 202 with its id and status URL.
 //!
 //! - `POST /v1/uploads` (`uploads:write`; the provider is the credential's): the body is
-//!   the file. Optional headers: `X-Content-SHA256` (hex; checked on arrival),
+//!   the file, or `multipart/form-data` with exactly one part (`curl -F file=@…`). Optional headers: `X-Content-SHA256` (hex; checked on arrival),
 //!   `Idempotency-Key`. The same file (provider and SHA-256) sent again, or the same
 //!   idempotency key, answers 200 with the earlier upload and is not processed again.
 //! - `GET /v1/uploads/{id}` (`uploads:read`): the receipt: state, counts, control totals,
@@ -79,12 +79,17 @@ pub async fn create(
     let content_type = header_text(&req, "content-type")
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase());
-    if !content_type
-        .as_deref()
-        .is_some_and(|t| FILE_TYPES.contains(&t))
-    {
-        return Err(ApiError::UnsupportedMediaType);
-    }
+    let mut multipart = match content_type.as_deref() {
+        Some("multipart/form-data") => Some(
+            super::multipart::OnePart::new(header_text(&req, "content-type").unwrap_or_default())
+                .map_err(|_| ApiError::InvalidField {
+                field: "content-type",
+                code: "multipart_boundary",
+            })?,
+        ),
+        Some(t) if FILE_TYPES.contains(&t) => None,
+        _ => return Err(ApiError::UnsupportedMediaType),
+    };
     let expected = match header_text(&req, "x-content-sha256") {
         None => None,
         Some(text) => Some(
@@ -127,17 +132,36 @@ pub async fn create(
         Ok::<_, crate::raw_store::RawStoreError>(writer)
     });
     let mut failure = None;
-    while let Some(chunk) = payload.next().await {
-        match chunk {
-            Ok(chunk) => {
-                if sender.send(chunk).await.is_err() {
-                    break;
-                }
-            }
+    'receive: while let Some(chunk) = payload.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
             Err(e) => {
                 failure = Some(ApiError::from(e));
                 break;
             }
+        };
+        let pieces = match multipart.as_mut() {
+            None => vec![chunk],
+            Some(parser) => {
+                let mut pieces = Vec::new();
+                if let Err(e) = parser.push(&chunk, &mut |b| {
+                    pieces.push(bytes::Bytes::copy_from_slice(b));
+                }) {
+                    failure = Some(multipart_error(e));
+                    break;
+                }
+                pieces
+            }
+        };
+        for piece in pieces {
+            if sender.send(piece).await.is_err() {
+                break 'receive;
+            }
+        }
+    }
+    if failure.is_none() {
+        if let Some(Err(e)) = multipart.as_ref().map(super::multipart::OnePart::finish) {
+            failure = Some(multipart_error(e));
         }
     }
     drop(sender);
@@ -159,6 +183,7 @@ pub async fn create(
             let reason = match error {
                 ApiError::PayloadTooLarge => "too_large",
                 ApiError::BodyTimeout => "too_slow",
+                ApiError::InvalidField { .. } => "malformed_multipart",
                 _ => "incomplete",
             };
             return refuse(&state, writer.received(), error, reason).await;
@@ -213,6 +238,19 @@ pub async fn create(
         state.ingest_wake.notify_one();
     }
     Ok(accepted_response(&row, created))
+}
+
+fn multipart_error(e: super::multipart::MultipartError) -> ApiError {
+    use super::multipart::MultipartError;
+    ApiError::InvalidField {
+        field: "body",
+        code: match e {
+            MultipartError::Boundary => "multipart_boundary",
+            MultipartError::Malformed => "multipart_malformed",
+            MultipartError::SeveralParts => "multipart_one_file_only",
+            MultipartError::Incomplete => "multipart_incomplete",
+        },
+    }
 }
 
 /// An upload the caller may read: it holds `uploads:read` on the upload's provider.

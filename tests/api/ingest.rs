@@ -651,3 +651,67 @@ async fn the_999_notes_a_wrong_trailer_count_and_accepts_with_errors() {
         .await;
     assert_eq!(csv_ack.status, 404);
 }
+
+/// `curl -F file=@…` (multipart) and `curl --data-binary @…` (raw) both upload a file; a
+/// multipart body with two parts is refused.
+#[tokio::test]
+async fn curl_uploads_a_file_raw_or_as_multipart() {
+    let ingest = ingest_app(Backend::Sqlite, "ingest_curl").await.unwrap();
+    let app = &ingest.app;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("claims.x12");
+    std::fs::write(
+        &file,
+        x12_837p(&[X12Claim::new("M1", 100), X12Claim::new("M2", 200)]),
+    )
+    .unwrap();
+    let other = dir.path().join("other.x12");
+    std::fs::write(&other, x12_837p(&[X12Claim::new("R1", 300)])).unwrap();
+    let port = app.addr.port();
+    let curl = |args: &[&str]| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(certs().join("ca.pem"))
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(["-H", &format!("Authorization: Bearer {}", ingest.submitter)])
+            .args(args)
+            .arg(format!("https://localhost:{port}/v1/uploads"))
+            .output()
+            .expect("curl is installed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let multipart = curl(&["-F", &format!("file=@{}", file.display())]);
+    let id = multipart["upload_id"].as_str().unwrap().to_owned();
+    let receipt = receipt_when_finished(app.addr, &ingest.submitter, &id).await;
+    assert_eq!(receipt["counts"]["accepted"], 2, "{receipt}");
+    assert_eq!(
+        receipt["sha256"],
+        hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &std::fs::read(&file).unwrap()
+        )),
+        "the part, not the multipart envelope, is what is stored"
+    );
+    let raw = curl(&[
+        "-H",
+        "Content-Type: application/edi-x12",
+        "--data-binary",
+        &format!("@{}", other.display()),
+    ]);
+    let id = raw["upload_id"].as_str().unwrap().to_owned();
+    let receipt = receipt_when_finished(app.addr, &ingest.submitter, &id).await;
+    assert_eq!(receipt["counts"]["accepted"], 1);
+    let two = curl(&[
+        "-F",
+        &format!("a=@{}", file.display()),
+        "-F",
+        &format!("b=@{}", other.display()),
+    ]);
+    assert_eq!(two["error_code"], "invalid_field", "{two}");
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 2);
+}
