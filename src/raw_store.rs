@@ -36,6 +36,9 @@ pub enum RawStoreError {
     /// The record could not be written or read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The object store refused or failed (the cause is logged, without contents).
+    #[error("object store: cannot {0} a raw file")]
+    Remote(&'static str),
 }
 
 /// A stored raw file.
@@ -55,6 +58,8 @@ pub struct RawStore {
     dir: PathBuf,
     store: Store,
     keyring: Arc<Keyring>,
+    /// Where committed files go when not kept in `dir` (an S3-compatible bucket).
+    remote: Option<Arc<dyn object_store::ObjectStore>>,
 }
 
 /// A raw file being written: bytes go through [`RawFileWriter::write`] (encrypted and
@@ -154,7 +159,58 @@ impl RawStore {
             dir: dir.to_owned(),
             store,
             keyring,
+            remote: None,
         })
+    }
+
+    /// The raw store the ingest settings describe: `raw_dir`, and the S3 bucket if one
+    /// is configured.
+    pub fn configured(
+        settings: &crate::config::IngestSettings,
+        store: Store,
+        keyring: Arc<Keyring>,
+    ) -> Result<Self, RawStoreError> {
+        let local = Self::new(&settings.raw_dir, store, keyring)?;
+        Ok(match &settings.s3 {
+            None => local,
+            Some(s3) => local.with_remote(Self::s3(s3)?),
+        })
+    }
+
+    /// The same store, keeping committed files in `remote` (`dir` then only holds files
+    /// being written or read).
+    pub fn with_remote(mut self, remote: Arc<dyn object_store::ObjectStore>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// An S3-compatible bucket from the settings.
+    pub fn s3(
+        settings: &crate::config::S3Settings,
+    ) -> Result<Arc<dyn object_store::ObjectStore>, RawStoreError> {
+        use secrecy::ExposeSecret;
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_allow_http(settings.allow_http);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(id) = &settings.access_key_id {
+            builder = builder.with_access_key_id(id);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose_secret());
+        }
+        let store = builder.build().map_err(|e| {
+            tracing::error!(error = %e, "object store configuration refused");
+            RawStoreError::Remote("configure the store for")
+        })?;
+        Ok(Arc::new(store))
+    }
+
+    fn object_path(provider: &ProviderCode, file_id: &str) -> object_store::path::Path {
+        object_store::path::Path::from(format!("{provider}/{file_id}.cgrf"))
     }
 
     fn path(&self, provider: &ProviderCode, file_id: &str) -> PathBuf {
@@ -217,6 +273,17 @@ impl RawStore {
             kind: io::ErrorKind::Interrupted,
         })?;
         let stored_bytes = stored_bytes?;
+        if let Some(remote) = &self.remote {
+            let local = self.path(&writer.provider, &writer.file_id);
+            let uploaded = upload(
+                remote.as_ref(),
+                &Self::object_path(&writer.provider, &writer.file_id),
+                &local,
+            )
+            .await;
+            let _ = tokio::fs::remove_file(&local).await;
+            uploaded?;
+        }
         self.store
             .insert_raw_file(
                 &writer.provider,
@@ -270,12 +337,32 @@ impl RawStore {
             .await?
             .ok_or(RawStoreError::NotFound)?;
         let key = self.keyring.open_file_key(file_id, &sealed).await?;
-        let path = self.path(provider, file_id);
+        let path = match &self.remote {
+            None => self.path(provider, file_id),
+            Some(remote) => {
+                let dir = self.dir.join(provider.as_str());
+                create_dir(&dir)?;
+                let mut random = [0u8; 8];
+                let _ = aws_lc_rs::rand::fill(&mut random);
+                let local = dir.join(format!(".{file_id}.{}.download", hex::encode(random)));
+                download(
+                    remote.as_ref(),
+                    &Self::object_path(provider, file_id),
+                    &local,
+                )
+                .await?;
+                local
+            }
+        };
         let io_err = |e: io::Error| RawStoreError::Io {
             path: path.display().to_string(),
             kind: e.kind(),
         };
         let file = File::open(&path).map_err(io_err)?;
+        if self.remote.is_some() {
+            // The open handle keeps the downloaded copy readable; its name goes now.
+            let _ = std::fs::remove_file(&path);
+        }
         DecryptingReader::new(file, &key, file_id).map_err(io_err)
     }
 }
@@ -289,5 +376,105 @@ fn create_dir(dir: &Path) -> Result<(), RawStoreError> {
             path: dir.display().to_string(),
             kind: e.kind(),
         })?;
+    Ok(())
+}
+
+/// Parts of a multipart upload to the object store (S3 wants at least 5 MiB but the last).
+const PART: usize = 8 << 20;
+
+/// Copies the encrypted file `local` to `path` in `remote`, part by part.
+async fn upload(
+    remote: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    local: &Path,
+) -> Result<(), RawStoreError> {
+    use object_store::ObjectStoreExt as _;
+    use tokio::io::AsyncReadExt;
+    let failed = |operation: &'static str| {
+        move |e: object_store::Error| {
+            tracing::error!(error = %e, "object store {operation} failed");
+            RawStoreError::Remote("store")
+        }
+    };
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(|e| RawStoreError::Io {
+            path: local.display().to_string(),
+            kind: e.kind(),
+        })?;
+    let mut multipart = remote
+        .put_multipart(path)
+        .await
+        .map_err(failed("upload start"))?;
+    loop {
+        let mut part = Vec::with_capacity(PART);
+        while part.len() < PART {
+            let read = (&mut file)
+                .take((PART - part.len()) as u64)
+                .read_to_end(&mut part)
+                .await
+                .map_err(|e| RawStoreError::Io {
+                    path: local.display().to_string(),
+                    kind: e.kind(),
+                })?;
+            if read == 0 {
+                break;
+            }
+        }
+        if part.is_empty() {
+            break;
+        }
+        let last = part.len() < PART;
+        if let Err(e) = multipart.put_part(part.into()).await {
+            let _ = multipart.abort().await;
+            return Err(failed("upload part")(e));
+        }
+        if last {
+            break;
+        }
+    }
+    multipart
+        .complete()
+        .await
+        .map_err(failed("upload completion"))?;
+    Ok(())
+}
+
+/// Copies `path` from `remote` to the new local file `local` (0600).
+async fn download(
+    remote: &dyn object_store::ObjectStore,
+    path: &object_store::path::Path,
+    local: &Path,
+) -> Result<(), RawStoreError> {
+    use futures_util::StreamExt;
+    use object_store::ObjectStoreExt as _;
+    use tokio::io::AsyncWriteExt;
+    let io_err = |e: io::Error| RawStoreError::Io {
+        path: local.display().to_string(),
+        kind: e.kind(),
+    };
+    let got = remote.get(path).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => RawStoreError::NotFound,
+        other => {
+            tracing::error!(error = %other, "object store download failed");
+            RawStoreError::Remote("read")
+        }
+    })?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(local)
+        .await
+        .map_err(io_err)?;
+    let mut stream = got.into_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            tracing::error!(error = %e, "object store download failed");
+            RawStoreError::Remote("read")
+        })?;
+        file.write_all(&chunk).await.map_err(io_err)?;
+    }
+    file.flush().await.map_err(io_err)?;
     Ok(())
 }

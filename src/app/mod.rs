@@ -125,8 +125,8 @@ impl Application {
             keyring.clone(),
             settings.audit.checkpoint_interval,
         );
-        let raw = Arc::new(crate::raw_store::RawStore::new(
-            &settings.ingest.raw_dir,
+        let raw = Arc::new(crate::raw_store::RawStore::configured(
+            &settings.ingest,
             store.clone(),
             keyring.clone(),
         )?);

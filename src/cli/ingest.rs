@@ -67,8 +67,8 @@ pub async fn run(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
     )?);
     let keyring = Arc::new(Keyring::new(store.clone(), kek));
     keyring.check_kek().await?;
-    let raw = Arc::new(RawStore::new(
-        &settings.ingest.raw_dir,
+    let raw = Arc::new(RawStore::configured(
+        &settings.ingest,
         store.clone(),
         keyring.clone(),
     )?);

@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::{
     AuditSettings, AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, IngestSettings,
-    KeySettings, LogFormat, LogSettings, MasterKeySource, Profile, Settings, TlsProfile,
-    TlsSettings,
+    KeySettings, LogFormat, LogSettings, MasterKeySource, Profile, S3Settings, Settings,
+    TlsProfile, TlsSettings,
 };
 
 /// Prefix of environment variables that override settings.
@@ -114,6 +114,19 @@ struct RawIngest {
     workers: Option<usize>,
     batch_claims: Option<u64>,
     lease_secs: Option<u64>,
+    s3: Option<RawS3>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    bucket: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<SecretString>,
+    secret_access_key_file: Option<PathBuf>,
+    allow_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,7 +264,13 @@ fn apply_env(
             continue;
         };
         let dotted = path.join(".");
-        if path.iter().any(String::is_empty) || path.len() > 2 {
+        // Sections are one level deep, except `ingest.s3`.
+        let depth = if path.len() == 3 && path[0] == "ingest" && path[1] == "s3" {
+            2
+        } else {
+            path.len()
+        };
+        if path.iter().any(String::is_empty) || depth > 2 {
             return Err(ConfigError::Invalid {
                 origin: format!("environment variable {name}"),
                 path: dotted,
@@ -487,6 +506,30 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         )?)
         .unwrap_or(usize::MAX),
         lease: Duration::from_secs(positive(raw.ingest.lease_secs, 60, "ingest.lease_secs")?),
+        s3: match raw.ingest.s3 {
+            None => None,
+            Some(s3) => Some(S3Settings {
+                bucket: s3
+                    .bucket
+                    .filter(|b| !b.is_empty())
+                    .ok_or(ConfigError::Missing("ingest.s3.bucket"))?,
+                region: s3.region.unwrap_or_else(|| "us-east-1".to_owned()),
+                endpoint: s3.endpoint,
+                access_key_id: s3.access_key_id,
+                secret_access_key: match secret(
+                    "ingest.s3.secret_access_key",
+                    s3.secret_access_key,
+                    s3.secret_access_key_file,
+                )? {
+                    Some(SecretSource::Value(v)) => Some(v),
+                    Some(SecretSource::File(p)) => {
+                        Some(read_secret_file("ingest.s3.secret_access_key_file", &p)?)
+                    }
+                    None => None,
+                },
+                allow_http: s3.allow_http.unwrap_or(false),
+            }),
+        },
     };
 
     Ok(Settings {

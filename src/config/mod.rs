@@ -196,6 +196,26 @@ pub struct IngestSettings {
     pub batch_claims: usize,
     /// How long a worker holds an upload without committing before another may take it.
     pub lease: Duration,
+    /// S3-compatible object storage for raw files (`None`: the local `raw_dir` keeps them).
+    pub s3: Option<S3Settings>,
+}
+
+/// An S3-compatible bucket for the raw store. Raw files are encrypted before they leave
+/// the process; `raw_dir` still holds a file while it is written or read.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Bucket.
+    pub bucket: String,
+    /// Region (default `us-east-1`).
+    pub region: String,
+    /// Endpoint URL of an S3-compatible service (default: AWS).
+    pub endpoint: Option<String>,
+    /// Access key id (default: the environment's AWS credentials).
+    pub access_key_id: Option<String>,
+    /// Secret access key (`secret_access_key_file` to read it from a file).
+    pub secret_access_key: Option<secrecy::SecretString>,
+    /// Allow a plain-HTTP endpoint (local test servers only; refused in production).
+    pub allow_http: bool,
 }
 
 /// Logging.

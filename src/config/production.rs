@@ -53,6 +53,11 @@ pub fn production_problems(settings: &Settings) -> Vec<String> {
             }
         }
     }
+    if settings.ingest.s3.as_ref().is_some_and(|s3| s3.allow_http) {
+        problems.push(
+            "ingest.s3.allow_http: a plain-HTTP object store is for local tests only".to_owned(),
+        );
+    }
     if settings.uses_sqlite() && !settings.database.allow_sqlite {
         problems.push(
             "database.url: SQLite is not allowed in production; use PostgreSQL or set database.allow_sqlite = true"

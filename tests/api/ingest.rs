@@ -13,7 +13,13 @@ struct Ingest {
 
 /// An app with provider `acme` (mapping `x12`), a submitter and a PHI reader for it.
 async fn ingest_app(backend: Backend, test: &str) -> Option<Ingest> {
-    let app = TestApp::on(backend, test, &[("CLAIMGATE_INGEST__BATCH_CLAIMS", "7")]).await?;
+    ingest_app_with(backend, test, &[]).await
+}
+
+async fn ingest_app_with(backend: Backend, test: &str, env: &[(&str, &str)]) -> Option<Ingest> {
+    let mut env = env.to_vec();
+    env.push(("CLAIMGATE_INGEST__BATCH_CLAIMS", "7"));
+    let app = TestApp::on(backend, test, &env).await?;
     app.provider("acme").await;
     let mapping = app
         .call(
@@ -714,4 +720,95 @@ async fn curl_uploads_a_file_raw_or_as_multipart() {
     ]);
     assert_eq!(two["error_code"], "invalid_field", "{two}");
     assert_eq!(app.count("SELECT count(*) FROM uploads").await, 2);
+}
+
+/// A local S3-compatible server (moto, from PyPI): `CLAIMGATE_TEST_MOTO` or `moto_server`
+/// on the PATH. Skipped (and said) without one, unless `CLAIMGATE_TEST_REQUIRE_S3=1`.
+fn moto_server() -> Option<std::path::PathBuf> {
+    let candidate = std::env::var("CLAIMGATE_TEST_MOTO").unwrap_or_else(|_| "moto_server".into());
+    let found = std::process::Command::new(&candidate)
+        .arg("--help")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(candidate.into());
+    }
+    assert!(
+        std::env::var("CLAIMGATE_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+        "an S3-compatible test server is required (CLAIMGATE_TEST_MOTO) but {candidate} does not run"
+    );
+    eprintln!("SKIPPED the S3 raw-store test: no moto_server (pip install 'moto[server]')");
+    None
+}
+
+/// The raw store in an S3-compatible bucket: the upload is encrypted before it leaves the
+/// gateway, processed from the bucket, and nothing stays in the local directory.
+#[tokio::test]
+async fn raw_files_go_to_an_s3_compatible_bucket_encrypted() {
+    let Some(moto) = moto_server() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new(moto)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let s3 = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-s", "-f"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s3(&["-X", "PUT", &format!("{endpoint}/claimgate-raw")])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let ingest = ingest_app_with(
+        Backend::Sqlite,
+        "ingest_s3",
+        &[
+            ("CLAIMGATE_INGEST__S3__BUCKET", "claimgate-raw"),
+            ("CLAIMGATE_INGEST__S3__ENDPOINT", &endpoint),
+            ("CLAIMGATE_INGEST__S3__ACCESS_KEY_ID", "test"),
+            ("CLAIMGATE_INGEST__S3__SECRET_ACCESS_KEY", "test"),
+            ("CLAIMGATE_INGEST__S3__ALLOW_HTTP", "true"),
+        ],
+    )
+    .await
+    .unwrap();
+    let claims: Vec<X12Claim> = (0..40)
+        .map(|i| X12Claim::new(&format!("S{i}"), 100))
+        .collect();
+    let file = x12_837p(&claims);
+    let receipt = upload(&ingest, &file).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(receipt["counts"]["accepted"], 40);
+    let id = receipt["upload_id"].as_str().unwrap();
+    let listing =
+        String::from_utf8(s3(&[&format!("{endpoint}/claimgate-raw?list-type=2")]).stdout).unwrap();
+    assert!(listing.contains(&format!("acme/{id}.cgrf")), "{listing}");
+    let object = s3(&[&format!("{endpoint}/claimgate-raw/acme/{id}.cgrf")]).stdout;
+    assert!(object.len() > file.len(), "chunks carry tags");
+    assert!(
+        !object.windows(4).any(|w| w == b"ZZMS"),
+        "the object is encrypted"
+    );
+    let local: Vec<_> = std::fs::read_dir(ingest.app.settings.ingest.raw_dir.join("acme"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(local.is_empty(), "nothing stays on local disk: {local:?}");
+    let _ = server.kill();
+    let _ = server.wait();
 }
