@@ -116,6 +116,16 @@ pub async fn create(
                 .to_owned(),
         ),
     };
+    // A retried request with the same key is answered before its body is read.
+    if let Some(key) = &idempotency_key {
+        if let Some(earlier) = state
+            .store
+            .upload_by_idempotency_key(&provider, key)
+            .await?
+        {
+            return Ok(accepted_response(&earlier, false));
+        }
+    }
     let writer = state
         .raw
         .begin(&provider)
@@ -216,6 +226,13 @@ pub async fn create(
         .await;
     }
     let size = writer.received();
+    // A re-sent file: answer with the earlier upload, and keep no second copy (dropping
+    // the writer removes it).
+    if let Some(earlier) = state.store.upload_by_sha256(&provider, &sha256).await? {
+        drop(writer);
+        state.metrics.received(size, true);
+        return Ok(accepted_response(&earlier, false));
+    }
     let stored = state.raw.commit(writer).await.map_err(ApiError::internal)?;
     let mut event = caller.event_for(&access, EventKind::UploadReceived);
     event.resource = Some(format!("upload:{}", stored.file_id));

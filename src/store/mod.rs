@@ -743,6 +743,15 @@ impl Store {
         on_backend!(self, upload(provider, upload_id))
     }
 
+    /// The provider's upload sent with this idempotency key, if any.
+    pub async fn upload_by_idempotency_key(
+        &self,
+        provider: &ProviderCode,
+        key: &str,
+    ) -> Result<Option<UploadRow>, StoreError> {
+        on_backend!(self, upload_by_idempotency_key(provider, key))
+    }
+
     /// The provider's upload of the file with this SHA-256, if any.
     pub async fn upload_by_sha256(
         &self,

@@ -1209,6 +1209,25 @@ macro_rules! portable_queries {
             .transpose()
         }
 
+        /// The provider's upload sent with this idempotency key, if any.
+        pub(super) async fn upload_by_idempotency_key(
+            pool: &$pool,
+            provider: &ProviderCode,
+            key: &str,
+        ) -> Result<Option<UploadRow>, StoreError> {
+            sqlx::query(
+                "SELECT u.*, p.code FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE p.code = $1 AND u.idempotency_key = $2",
+            )
+            .bind(provider.as_str())
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(upload_from)
+            .transpose()
+        }
+
         /// The provider's upload of the file with this SHA-256, if any.
         pub(super) async fn upload_by_sha256(
             pool: &$pool,

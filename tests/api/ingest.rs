@@ -184,6 +184,11 @@ async fn end_to_end_on(backend: Backend) {
     assert_eq!(keyed.json()["upload_id"], id.as_str());
     assert_eq!(app.count("SELECT count(*) FROM uploads").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM claims").await, 20);
+    assert_eq!(
+        app.count("SELECT count(*) FROM raw_files").await,
+        1,
+        "neither the re-sent file nor the keyed retry is stored again"
+    );
 
     // Receipts are the provider's: another provider's submitter sees 404.
     app.provider("zeta").await;
