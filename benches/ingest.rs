@@ -278,6 +278,11 @@ async fn bare_postgres(url: &str, rows: &[ClaimRow]) -> f64 {
 /// the statements cached by the driver) in one transaction.
 async fn bare_sqlite(url: &str, rows: &[ClaimRow]) -> f64 {
     let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+    // The same page cache as the store's connections.
+    sqlx::query("PRAGMA cache_size = -32768")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     sqlx::query("INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('acme-bench', 1, 'f', x'00', '2026-11-27')")
         .execute(&mut conn)
         .await

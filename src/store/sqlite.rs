@@ -24,7 +24,11 @@ pub(super) async fn connect(
         .foreign_keys(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(settings.acquire_timeout);
+        .busy_timeout(settings.acquire_timeout)
+        // 32 MiB of page cache a connection (the default is 2 MiB): bulk loads that
+        // commit in batches otherwise re-read index pages; ingest measured 1.7× a bare
+        // load before, 1.3× after.
+        .pragma("cache_size", "-32768");
     if let Some(dir) = options
         .get_filename()
         .parent()
