@@ -42,7 +42,7 @@ pub enum RunError {
 pub enum Ending {
     /// Every record accounted for.
     Done,
-    /// Failed with a stable code (`mapping_missing`, `mapping_invalid`,
+    /// Failed with a stable code (`mapping_missing`, `mapping_invalid`, `key_destroyed`,
     /// `format_mismatch`, `raw_file_unreadable`, `accounting_mismatch`).
     Failed(&'static str),
 }

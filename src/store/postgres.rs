@@ -177,18 +177,6 @@ pub(super) async fn claim_upload(
     row.as_ref().map(claimed_from).transpose()
 }
 
-fn claimed_from(row: &sqlx::postgres::PgRow) -> Result<crate::store::ClaimedUpload, StoreError> {
-    use sqlx::Row as _;
-    Ok(crate::store::ClaimedUpload {
-        upload_id: row.try_get("upload_id")?,
-        provider: row.try_get("code")?,
-        mapping: row.try_get("mapping")?,
-        checkpoint: row.try_get("checkpoint")?,
-        counts: counts_from(row)?,
-        attempts: row.try_get("attempts")?,
-    })
-}
-
 /// Claims and lines into the caller's transaction, each table with one `INSERT … SELECT
 /// FROM unnest(…)` of column arrays sent in binary, checked by the tables' row-level
 /// security like any insert. (COPY cannot target a table under row-level security; COPY

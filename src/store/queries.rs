@@ -1124,6 +1124,18 @@ macro_rules! portable_queries {
             })
         }
 
+        /// The upload a worker claimed (the backends' `claim_upload` return its row).
+        fn claimed_from(row: &$row) -> Result<$crate::store::ClaimedUpload, StoreError> {
+            Ok($crate::store::ClaimedUpload {
+                upload_id: row.try_get("upload_id")?,
+                provider: row.try_get("code")?,
+                mapping: row.try_get("mapping")?,
+                checkpoint: row.try_get("checkpoint")?,
+                counts: counts_from(row)?,
+                attempts: row.try_get("attempts")?,
+            })
+        }
+
         fn upload_from(row: &$row) -> Result<UploadRow, StoreError> {
             Ok(UploadRow {
                 upload_id: row.try_get("upload_id")?,

@@ -122,18 +122,6 @@ pub(super) async fn claim_upload(
     row.as_ref().map(claimed_from).transpose()
 }
 
-fn claimed_from(row: &sqlx::sqlite::SqliteRow) -> Result<crate::store::ClaimedUpload, StoreError> {
-    use sqlx::Row as _;
-    Ok(crate::store::ClaimedUpload {
-        upload_id: row.try_get("upload_id")?,
-        provider: row.try_get("code")?,
-        mapping: row.try_get("mapping")?,
-        checkpoint: row.try_get("checkpoint")?,
-        counts: counts_from(row)?,
-        attempts: row.try_get("attempts")?,
-    })
-}
-
 /// Claims per multi-row INSERT (45 columns: under SQLite's 32,766 parameters).
 const CLAIMS_PER_STATEMENT: usize = 500;
 /// Lines per multi-row INSERT (17 columns).
