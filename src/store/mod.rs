@@ -7,6 +7,7 @@
 
 mod claim_rows;
 pub mod columns;
+pub mod pg_copy;
 mod postgres;
 mod queries;
 mod sqlite;

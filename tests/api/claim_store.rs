@@ -224,6 +224,9 @@ async fn rotation_on(backend: Backend) {
     };
 
     // Before rotation: 1,200 claims and a raw file under the first key.
+    for upload in ["u1", "u2", "u3"] {
+        record_upload(&store, "acme", upload).await;
+    }
     let before = ClaimSealer::for_provider(&keyring, &acme()).await.unwrap();
     store
         .insert_claims(&acme(), &seal(&before, "u1", 1, 1_200))

@@ -58,6 +58,32 @@ pub async fn keyring_for(
     (store, keyring)
 }
 
+/// Records upload `upload` of `provider` (received, never processed), as the upload route
+/// does before any claim of it is stored: claims must name their upload.
+pub async fn record_upload(store: &claimgate::store::Store, provider: &str, upload: &str) {
+    let mut sha256 = [0u8; 32];
+    for (slot, byte) in sha256.iter_mut().zip(upload.bytes()) {
+        *slot = byte;
+    }
+    store
+        .create_upload(
+            &claimgate::providers::ProviderCode::parse(provider).unwrap(),
+            &claimgate::store::NewUpload {
+                upload_id: upload,
+                submitted_by: None,
+                sha256: &sha256,
+                size_bytes: 0,
+                idempotency_key: None,
+            },
+            &claimgate::audit::AuditEvent::new(
+                claimgate::audit::EventKind::UploadReceived,
+                claimgate::audit::Outcome::Success,
+            ),
+        )
+        .await
+        .unwrap();
+}
+
 /// Stores `claims` for `provider` as records 1, 2, … of upload `upload`, through the real
 /// protect stage (sealed PHI, blind indexes) and store.
 pub async fn store_claims_for(
@@ -67,6 +93,7 @@ pub async fn store_claims_for(
     claims: &[claimgate::claims::Claim],
 ) {
     let (store, keyring) = keyring_for(settings).await;
+    record_upload(&store, provider, upload).await;
     let provider = claimgate::providers::ProviderCode::parse(provider).unwrap();
     let sealer = claimgate::protect::ClaimSealer::for_provider(&keyring, &provider)
         .await

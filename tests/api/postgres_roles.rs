@@ -1,5 +1,6 @@
 //! PostgreSQL roles (DESIGN.md §4): each role can do what it is for and is refused what it
-//! is not; row-level security scopes claims to one provider; the audit table refuses
+//! is not; row-level security scopes claims to one provider for every role but the ingest
+//! writer, whose rows keys bind to their upload's provider; the audit table refuses
 //! UPDATE, DELETE and TRUNCATE even to its owner.
 
 use claimgate::config::Settings;
@@ -39,6 +40,7 @@ async fn as_role(
 }
 
 const DENIED: &str = "42501";
+const FOREIGN_KEY: &str = "23503";
 
 #[tokio::test]
 async fn postgres_each_role_does_its_job_and_nothing_else() {
@@ -60,6 +62,7 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
     sqlx::raw_sql(
         "INSERT INTO providers (code, name) VALUES ('p1', 'One'), ('p2', 'Two');
          INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('k1', 1, 'f', '\\x00', now()), ('k2', 2, 'f', '\\x00', now());
+         INSERT INTO uploads (upload_id, provider_id, sha256, size_bytes, state, received_at) VALUES ('u1', 1, '\\x01', 0, 'received', now()), ('u2', 2, '\\x02', 0, 'received', now());
          INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 1, 'c1', 'professional', '1', '', '', 0, 'k1', '\\x01', now()), (2, 'u2', 1, 'c2', 'professional', '1', '', '', 0, 'k2', '\\x02', now());
          INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (1, now(), 'server_start', '{}', '\\x00', '\\x01');",
     )
@@ -83,28 +86,67 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
         assert!(names.contains(&role), "{role} exists");
     }
     assert!(
-        roles.iter().all(|r| !r.1 && !r.2 && !r.3),
-        "group roles: no login, not superuser, no BYPASSRLS"
+        roles.iter().all(|r| !r.1 && !r.2),
+        "group roles: no login, not superuser"
+    );
+    assert!(
+        roles.iter().all(|r| r.3 == (r.0 == "claimgate_ingest")),
+        "only the ingest writer bypasses row-level security (COPY needs it)"
     );
 
-    // claimgate_ingest: writes claims for its provider; reads no PHI column; no audit.
+    // claimgate_ingest: writes claims with COPY, which row-level security would refuse, so
+    // keys hold each row to its upload's provider; reads no PHI column; no audit.
     let ingest = "claimgate_ingest";
     assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 2, 'c3', 'professional', '1', '', '', 0, 'k1', '\\x03', now())").await, Ok(0));
+    assert_eq!(
+        as_role(&mut conn, "claimgate_api", Some(1), "COPY claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, created_at) FROM STDIN").await,
+        Err("0A000".into()),
+        "the serving role, under row-level security, may not COPY"
+    );
     assert_eq!(
         as_role(
             &mut conn,
             ingest,
-            Some(1),
-            "SELECT id, source_claim_id FROM claims"
+            None,
+            "SELECT id, source_claim_id, original_claim_id, frequency_code FROM claims"
         )
         .await,
-        Ok(1)
+        Ok(2),
+        "the columns that link versions, of every provider"
+    );
+    assert_eq!(
+        as_role(&mut conn, ingest, None, "SELECT payer_id FROM claims").await,
+        Err(DENIED.into())
+    );
+    assert_eq!(as_role(&mut conn, ingest, None, "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (2, 'u1', 9, 'x', 'professional', '1', '', '', 0, 'k2', '\\x00', now())").await, Err(FOREIGN_KEY.into()), "not under another provider than its upload's");
+    assert_eq!(as_role(&mut conn, ingest, None, "INSERT INTO claim_lines (provider_id, upload_id, record_no, ordinal, line_number, modifiers) VALUES (2, 'u1', 1, 1, 1, '')").await, Err(FOREIGN_KEY.into()), "a line not under another provider than its claim's");
+    assert_eq!(as_role(&mut conn, ingest, None, "INSERT INTO rejects (upload_id, provider_id, ordinal, record_no, line_no, byte_offset, code, severity, message) VALUES ('u1', 2, 1, 1, 1, 0, 'x', 'error', 'x')").await, Err(FOREIGN_KEY.into()), "a reject not under another provider than its upload's");
+    assert_eq!(
+        as_role(
+            &mut conn,
+            ingest,
+            None,
+            "UPDATE uploads SET provider_id = 2"
+        )
+        .await,
+        Err(DENIED.into()),
+        "an upload's owner never changes"
+    );
+    assert_eq!(
+        as_role(&mut conn, ingest, None, "INSERT INTO uploads (upload_id, provider_id, sha256, size_bytes, state, received_at) VALUES ('u9', 2, '\\x09', 0, 'received', now())").await,
+        Err(DENIED.into()),
+        "uploads come only from the serving role"
+    );
+    assert_eq!(
+        as_role(&mut conn, ingest, None, "UPDATE uploads SET checkpoint = 5").await,
+        Ok(0),
+        "it records progress"
     );
     assert_eq!(
         as_role(&mut conn, ingest, Some(1), "SELECT member_id FROM claims").await,
         Err(DENIED.into())
     );
-    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (2, 'u2', 2, 'x', 'professional', '1', '', '', 0, 'k2', '\\x00', now())").await, Err(DENIED.into()), "RLS WITH CHECK: not another provider's");
+    assert_eq!(as_role(&mut conn, ingest, Some(1), "INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (2, 'u2', 2, 'x', 'professional', '1', '', '', 0, 'k2', '\\x00', now())").await, Ok(0), "any upload's rows, under that upload's provider: the setting does not scope it");
     assert_eq!(
         as_role(
             &mut conn,
