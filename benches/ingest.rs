@@ -134,7 +134,7 @@ async fn ingest(target: &Target, file: &std::path::Path, mapping: &str) -> (Time
     let store = Store::connect(&target.settings.database).await.unwrap();
     let provider = ProviderCode::parse("acme").unwrap();
     store
-        .set_provider_mapping(
+        .assign_mapping_from_console(
             &ProviderAdmin::operator_console(),
             &provider,
             mapping,

@@ -72,6 +72,13 @@ pub enum ApiError {
     /// The resource already exists.
     #[error("the resource already exists")]
     Conflict,
+    /// A mapping version cannot make this move (its code says why: not a draft, changed
+    /// since it was read, approved by its own author, not approved).
+    #[error("the mapping version does not allow this ({0})")]
+    MappingState(&'static str),
+    /// A change to a draft or its approval must say which content it saw (`If-Match`).
+    #[error("If-Match with the version's ETag is required")]
+    PreconditionRequired,
     /// This client address holds too many connections.
     #[error("too many connections from this address")]
     TooManyConnections,
@@ -134,6 +141,8 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict => "conflict",
+            Self::MappingState(code) => code,
+            Self::PreconditionRequired => "precondition_required",
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
@@ -228,7 +237,8 @@ impl ResponseError for ApiError {
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::MappingState(_) => StatusCode::CONFLICT,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::TooManyConnections | Self::NotReady { .. } | Self::AuditUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -293,6 +303,7 @@ impl From<crate::store::StoreError> for ApiError {
                 code: "unknown_provider",
             },
             StoreError::NotPermitted => Self::Forbidden,
+            StoreError::MappingRefused(code) => Self::MappingState(code),
             StoreError::AuditUnavailable => Self::AuditUnavailable,
             other => Self::internal(other),
         }

@@ -16,6 +16,7 @@ mod data_keys;
 pub mod error;
 pub mod guard;
 mod health;
+mod mappings;
 mod multipart;
 mod principals;
 mod providers;
@@ -107,8 +108,9 @@ macro_rules! route {
 
 use Access::{Authenticated, Credential, Global, Public, Tenant};
 use Permission::{
-    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, MappingsWrite, MetricsRead,
-    PrincipalsRead, PrincipalsWrite, ProvidersRead, ProvidersWrite, UploadsRead, UploadsWrite,
+    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, MappingsRead, MappingsWrite,
+    MetricsRead, PrincipalsRead, PrincipalsWrite, ProvidersRead, ProvidersWrite, UploadsRead,
+    UploadsWrite,
 };
 
 /// Every route of the API.
@@ -119,7 +121,14 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
     route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
-    route!(PUT "/v1/admin/providers/{code}/mapping", Global(MappingsWrite), providers::set_mapping),
+    route!(GET "/v1/admin/providers/{code}/mappings", Global(MappingsRead), mappings::list),
+    route!(POST "/v1/admin/providers/{code}/mappings", Global(MappingsWrite), mappings::draft),
+    route!(POST "/v1/admin/providers/{code}/mappings/validate", Global(MappingsRead), mappings::validate),
+    route!(GET "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}", Global(MappingsRead), mappings::show),
+    route!(PUT "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}", Global(MappingsWrite), mappings::edit),
+    route!(GET "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/diff/{other:\\d{1,9}}", Global(MappingsRead), mappings::diff),
+    route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/approve", Global(MappingsWrite), mappings::approve),
+    route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/activate", Global(MappingsWrite), mappings::activate),
     route!(GET "/v1/admin/providers/{code}/keys", Global(KeysManage), data_keys::list),
     route!(POST "/v1/admin/providers/{code}/keys/rotate", Global(KeysManage), data_keys::rotate),
     route!(POST "/v1/admin/providers/{code}/keys/destroy", Global(KeysManage), data_keys::destroy),

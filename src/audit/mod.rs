@@ -117,12 +117,15 @@ pub enum EventKind {
     /// A claim file was refused as a whole.
     #[serde(rename = "upload.rejected")]
     UploadRejected,
-    /// A mapping definition was created.
+    /// A mapping version was drafted.
     #[serde(rename = "mapping.created")]
     MappingCreated,
-    /// A mapping definition was changed.
+    /// A mapping draft was edited.
     #[serde(rename = "mapping.changed")]
     MappingChanged,
+    /// A mapping version was approved by a second principal.
+    #[serde(rename = "mapping.approved")]
+    MappingApproved,
     /// A mapping version was activated.
     #[serde(rename = "mapping.activated")]
     MappingActivated,
@@ -172,6 +175,7 @@ impl EventKind {
             Self::UploadRejected => "upload.rejected",
             Self::MappingCreated => "mapping.created",
             Self::MappingChanged => "mapping.changed",
+            Self::MappingApproved => "mapping.approved",
             Self::MappingActivated => "mapping.activated",
             Self::ClaimsExported => "claims.exported",
             Self::DataKeyCreated => "datakey.created",

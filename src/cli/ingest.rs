@@ -58,8 +58,8 @@ pub async fn run(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
         assign_mapping(&store, &provider, mapping).await?;
     }
     anyhow::ensure!(
-        store.provider_mapping(&provider).await?.is_some(),
-        "provider {provider} has no mapping: pass --mapping (x12, a built-in name or a TOML file) or assign one with PUT /v1/admin/providers/{provider}/mapping"
+        store.active_mapping(&provider).await?.is_some(),
+        "provider {provider} has no active mapping: pass --mapping (x12, a built-in name or a TOML file) or draft, approve and activate one under /v1/admin/providers/{provider}/mappings"
     );
     let kek = Arc::new(MasterKey::load(
         &settings.keys.master_key,
@@ -115,12 +115,17 @@ async fn assign_mapping(
         let lines: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
         anyhow::bail!("mapping {mapping} is not valid:\n{}", lines.join("\n"));
     }
-    let mut event = AuditEvent::new(EventKind::MappingActivated, Outcome::Success);
-    event.provider = Some(provider.to_string());
-    event.resource = Some(format!("provider:{provider}/mapping"));
-    store
-        .set_provider_mapping(&ProviderAdmin::operator_console(), provider, &text, &event)
+    if store.active_mapping(provider).await?.as_deref() == Some(text.as_str()) {
+        return Ok(());
+    }
+    let event = AuditEvent::new(EventKind::MappingActivated, Outcome::Success);
+    let version = store
+        .assign_mapping_from_console(&ProviderAdmin::operator_console(), provider, &text, &event)
         .await?;
+    eprintln!(
+        "provider {provider}: mapping version {} active (assigned by the operator console, unreviewed)",
+        version.version
+    );
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod definition;
 pub mod plan;
 mod row_and_document_sources;
 pub mod targets;
+pub mod versions;
 mod x12_source;
 
 pub use row_and_document_sources::RowGroup;

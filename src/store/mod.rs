@@ -7,6 +7,7 @@
 
 mod claim_rows;
 pub mod columns;
+mod mapping_queries;
 pub mod pg_copy;
 mod postgres;
 mod queries;
@@ -31,6 +32,7 @@ use crate::authz::{
     PrincipalKind, ProviderAdmin, Role,
 };
 use crate::config::DatabaseSettings;
+use crate::mapping::versions::MappingVersion;
 use crate::providers::{Provider, ProviderCode, ProviderName};
 
 /// Migrations for SQLite, embedded at build time.
@@ -87,6 +89,10 @@ pub enum StoreError {
     /// took the upload over): nothing of this batch was written.
     #[error("the upload's lease was lost")]
     LeaseLost,
+    /// A mapping version cannot make this move; the code says why
+    /// (`mapping_not_draft`, `mapping_stale`, `mapping_own_draft`, `mapping_not_approved`).
+    #[error("the mapping version cannot do that ({0})")]
+    MappingRefused(&'static str),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
@@ -860,26 +866,141 @@ impl Store {
         on_backend!(self, rejects(provider, upload_id, after, limit))
     }
 
-    /// The mapping assigned to a provider (`None`: none yet).
-    pub async fn provider_mapping(
+    /// The content of the provider's active mapping version (`None`: none is active).
+    pub async fn active_mapping(
         &self,
         provider: &ProviderCode,
     ) -> Result<Option<String>, StoreError> {
-        on_backend!(self, provider_mapping(provider))
+        on_backend!(self, active_mapping(provider))
     }
 
-    /// Assigns the mapping a provider's files are read with, audited.
-    pub async fn set_provider_mapping(
+    /// Every version of the provider's mapping, oldest first.
+    pub async fn mapping_versions(
+        &self,
+        provider: &ProviderCode,
+    ) -> Result<Vec<MappingVersion>, StoreError> {
+        on_backend!(self, mapping_versions(provider))
+    }
+
+    /// One version of the provider's mapping.
+    pub async fn mapping_version(
+        &self,
+        provider: &ProviderCode,
+        version: i32,
+    ) -> Result<Option<MappingVersion>, StoreError> {
+        on_backend!(self, mapping_version(provider, version))
+    }
+
+    /// Stores `content` as the provider's next mapping version, a draft by `author`;
+    /// audited with the version and its content hash.
+    pub async fn draft_mapping(
         &self,
         _: &ProviderAdmin,
         provider: &ProviderCode,
-        mapping: &str,
+        (content, comment, author): (&str, &str, &str),
         audit: &AuditEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<MappingVersion, StoreError> {
         let now = self.clock.now();
         on_backend!(
             self,
-            set_provider_mapping(provider, mapping, audit, &self.journal, now)
+            create_mapping_version(
+                provider,
+                (content, comment, author),
+                false,
+                audit,
+                &self.journal,
+                now
+            )
+        )
+    }
+
+    /// The operator console's assignment: `content` becomes the provider's next version
+    /// and is active at once, without a second reviewer (the console holds the master
+    /// key; the version records that no one approved it). Audited.
+    pub async fn assign_mapping_from_console(
+        &self,
+        _: &ProviderAdmin,
+        provider: &ProviderCode,
+        content: &str,
+        audit: &AuditEvent,
+    ) -> Result<MappingVersion, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            create_mapping_version(
+                provider,
+                (
+                    content,
+                    "assigned by the operator console",
+                    "operator-console"
+                ),
+                true,
+                audit,
+                &self.journal,
+                now
+            )
+        )
+    }
+
+    /// Replaces a draft's content if it is still the content whose SHA-256 is `seen`.
+    pub async fn edit_mapping_draft(
+        &self,
+        _: &ProviderAdmin,
+        provider: &ProviderCode,
+        (version, seen): (i32, &str),
+        (content, comment): (&str, &str),
+        audit: &AuditEvent,
+    ) -> Result<MappingVersion, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            edit_mapping_draft(
+                provider,
+                (version, seen),
+                (content, comment),
+                audit,
+                &self.journal,
+                now
+            )
+        )
+    }
+
+    /// Approves a draft (content hash `seen`) by `approver`, who is not its author.
+    pub async fn approve_mapping(
+        &self,
+        _: &ProviderAdmin,
+        provider: &ProviderCode,
+        (version, seen): (i32, &str),
+        approver: &str,
+        audit: &AuditEvent,
+    ) -> Result<MappingVersion, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            approve_mapping_version(
+                provider,
+                (version, seen),
+                approver,
+                audit,
+                &self.journal,
+                now
+            )
+        )
+    }
+
+    /// Activates a reviewed version (a rollback when it was active before).
+    pub async fn activate_mapping(
+        &self,
+        _: &ProviderAdmin,
+        provider: &ProviderCode,
+        version: i32,
+        by: &str,
+        audit: &AuditEvent,
+    ) -> Result<MappingVersion, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            activate_mapping_version(provider, version, by, audit, &self.journal, now)
         )
     }
 

@@ -176,7 +176,7 @@ pub(super) async fn claim_upload(
            AND (state = 'received' OR (state = 'processing' AND lease_expires_at < $3)) \
            ORDER BY received_at, upload_id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING u.*, (SELECT code FROM providers WHERE id = u.provider_id) AS code, \
-           (SELECT mapping FROM providers WHERE id = u.provider_id) AS mapping",
+           (SELECT content FROM mapping_versions WHERE id = u.mapping_version_id) AS mapping",
     )
     .bind(owner)
     .bind(lease_until)
@@ -230,3 +230,4 @@ async fn write_claim_rows(
 }
 
 super::queries::portable_queries!(PgPool, sqlx::postgres::PgRow, sqlx::Postgres);
+super::mapping_queries::mapping_queries!(PgPool, sqlx::postgres::PgRow, sqlx::Postgres);

@@ -1184,7 +1184,8 @@ macro_rules! portable_queries {
             }
             sqlx::query(
                 "INSERT INTO uploads (upload_id, provider_id, submitted_by, sha256, size_bytes, \
-                 idempotency_key, state, received_at) VALUES ($1, $2, $3, $4, $5, $6, 'received', $7)",
+                 idempotency_key, state, received_at, mapping_version_id) VALUES ($1, $2, $3, $4, $5, $6, \
+                 'received', $7, (SELECT id FROM mapping_versions WHERE provider_id = $2 AND state = 'active'))",
             )
             .bind(new.upload_id)
             .bind(provider_id)
@@ -1517,40 +1518,6 @@ macro_rules! portable_queries {
             .fetch_optional(pool)
             .await?;
             Ok(ack.flatten())
-        }
-
-        /// The mapping assigned to a provider.
-        pub(super) async fn provider_mapping(
-            pool: &$pool,
-            provider: &ProviderCode,
-        ) -> Result<Option<String>, StoreError> {
-            let mapping: Option<Option<String>> =
-                sqlx::query_scalar("SELECT mapping FROM providers WHERE code = $1")
-                    .bind(provider.as_str())
-                    .fetch_optional(pool)
-                    .await?;
-            mapping.ok_or(StoreError::UnknownProvider)
-        }
-
-        /// Assigns a provider's mapping, audited.
-        pub(super) async fn set_provider_mapping(
-            pool: &$pool,
-            provider: &ProviderCode,
-            mapping: &str,
-            audit: &AuditEvent,
-            journal: &Journal,
-            now: OffsetDateTime,
-        ) -> Result<(), StoreError> {
-            let mut tx = begin_write(pool).await?;
-            let done = sqlx::query("UPDATE providers SET mapping = $2 WHERE code = $1")
-                .bind(provider.as_str())
-                .bind(mapping)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::UnknownProvider);
-            }
-            finish(tx, audit, journal, now).await
         }
     };
 }

@@ -110,7 +110,7 @@ pub(super) async fn claim_upload(
          WHERE upload_id = (SELECT upload_id FROM uploads WHERE ($4 IS NULL OR upload_id = $4) \
            AND (state = 'received' OR (state = 'processing' AND lease_expires_at < $3)) ORDER BY received_at, upload_id LIMIT 1) \
          RETURNING *, (SELECT code FROM providers WHERE id = uploads.provider_id) AS code, \
-           (SELECT mapping FROM providers WHERE id = uploads.provider_id) AS mapping",
+           (SELECT content FROM mapping_versions WHERE id = uploads.mapping_version_id) AS mapping",
     )
     .bind(owner)
     .bind(lease_until)
@@ -224,3 +224,4 @@ async fn write_claim_rows(
 }
 
 super::queries::portable_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);
+super::mapping_queries::mapping_queries!(SqlitePool, sqlx::sqlite::SqliteRow, sqlx::Sqlite);

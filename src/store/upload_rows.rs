@@ -80,7 +80,7 @@ pub struct ClaimedUpload {
     pub upload_id: String,
     /// Provider code.
     pub provider: String,
-    /// The provider's mapping (`None`: not assigned).
+    /// The mapping version active when the upload was received (`None`: there was none).
     pub mapping: Option<String>,
     /// Resume after this record.
     pub checkpoint: i64,

@@ -75,14 +75,17 @@ fn expected(
 }
 
 /// A request that an allowed caller can make without changing anything: bodies are
-/// invalid and names do not exist, so an allowed call ends in 200, 400 or 404, a denied
-/// one in 403 (authorization comes before validation and look-ups).
+/// invalid and names do not exist, so an allowed call ends in 200, 400, 404 or 428 (an
+/// edit or approval without `If-Match`), a denied one in 403 (authorization comes before
+/// validation and look-ups).
 fn probe(path: &str, code: &str) -> String {
     path.replace("{code}", code)
         .replace("{name}", "nobody")
         .replace("{role}", "analyst")
         .replace("{key_id}", "00000000000000ff")
         .replace("{id:\\d{1,18}}", "1")
+        .replace("{version:\\d{1,9}}", "1")
+        .replace("{other:\\d{1,9}}", "2")
 }
 
 async fn matrix_on(backend: Backend) {
@@ -139,7 +142,7 @@ async fn matrix_on(backend: Backend) {
                 let allowed = expected(&rows, caller, route.access, code);
                 let outcome = match response.status {
                     401 | 403 => false,
-                    200 | 201 | 202 | 204 | 400 | 404 | 409 => true,
+                    200 | 201 | 202 | 204 | 400 | 404 | 409 | 428 => true,
                     other => panic!(
                         "{} {path} as {}: unexpected {other}: {}",
                         route.method, caller.label, response.body

@@ -620,6 +620,11 @@ impl TestApp {
         response.json()["token"].as_str().unwrap().to_owned()
     }
 
+    /// Drafts, approves (by a second mapping admin) and activates `mapping` for `provider`.
+    pub async fn activate_mapping(&self, provider: &str, mapping: &str) -> i64 {
+        activate_mapping_at(self.addr, &self.admin_key, provider, mapping).await
+    }
+
     /// Creates a provider through the API as the bootstrap admin.
     pub async fn provider(&self, code: &str) {
         let body = serde_json::json!({ "code": code, "name": code.to_uppercase() });
@@ -699,6 +704,18 @@ pub async fn call_at(
     path: &str,
     body: &str,
 ) -> Response {
+    call_with_headers_at(addr, token, method, path, "", body).await
+}
+
+/// [`call_at`] with extra header lines (each ending in `\r\n`).
+pub async fn call_with_headers_at(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> Response {
     let auth = if token.is_empty() {
         String::new()
     } else {
@@ -713,7 +730,7 @@ pub async fn call_at(
         )
     };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{content}Connection: close\r\n\r\n{body}"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{headers}{content}Connection: close\r\n\r\n{body}"
     );
     request_with(
         addr,
@@ -722,6 +739,58 @@ pub async fn call_at(
     )
     .await
     .unwrap()
+}
+
+/// Makes `mapping` the provider's active mapping the way an operator must: the admin
+/// drafts it, a second mapping admin (created here) approves the content it read, the
+/// admin activates it. Returns the version number.
+pub async fn activate_mapping_at(
+    addr: SocketAddr,
+    admin_key: &str,
+    provider: &str,
+    mapping: &str,
+) -> i64 {
+    let base = format!("/v1/admin/providers/{provider}/mappings");
+    let body = serde_json::json!({ "mapping": mapping, "comment": "test set-up" }).to_string();
+    let drafted = call_at(addr, admin_key, "POST", &base, &body).await;
+    assert_eq!(drafted.status, 201, "{drafted:?}");
+    let version = drafted.json()["version"].as_i64().unwrap();
+    let etag = drafted.header("etag").unwrap().to_owned();
+    let reviewer = call_at(
+        addr,
+        admin_key,
+        "POST",
+        "/v1/admin/principals",
+        &serde_json::json!({
+            "name": format!("reviewer-{provider}-{version}"),
+            "kind": "person",
+            "grants": [{ "role": "mapping_admin" }],
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!(reviewer.status, 201, "{reviewer:?}");
+    let reviewer = reviewer.json()["token"].as_str().unwrap().to_owned();
+    let approved = call_with_headers_at(
+        addr,
+        &reviewer,
+        "POST",
+        &format!("{base}/{version}/approve"),
+        &format!("If-Match: {etag}\r\n"),
+        "",
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    let activated = call_at(
+        addr,
+        admin_key,
+        "POST",
+        &format!("{base}/{version}/activate"),
+        "",
+    )
+    .await;
+    assert_eq!(activated.status, 200, "{activated:?}");
+    version
 }
 
 /// A GET request with `Connection: close`.

@@ -21,15 +21,7 @@ async fn ingest_app_with(backend: Backend, test: &str, env: &[(&str, &str)]) -> 
     env.push(("CLAIMGATE_INGEST__BATCH_CLAIMS", "7"));
     let app = TestApp::on(backend, test, &env).await?;
     app.provider("acme").await;
-    let mapping = app
-        .call(
-            &app.admin_key,
-            "PUT",
-            "/v1/admin/providers/acme/mapping",
-            r#"{"mapping":"x12"}"#,
-        )
-        .await;
-    assert_eq!(mapping.status, 204, "{mapping:?}");
+    app.activate_mapping("acme", "x12").await;
     let submitter = app
         .principal(
             "acme-sftp",
@@ -511,8 +503,8 @@ async fn bad_uploads_get_a_precise_answer_and_leave_nothing_half_ingested() {
     let refused = app
         .call(
             &app.admin_key,
-            "PUT",
-            "/v1/admin/providers/nomap/mapping",
+            "POST",
+            "/v1/admin/providers/nomap/mappings",
             &json!({ "mapping": "format = \"csv\"\n[claim]\nnope = 1\n" }).to_string(),
         )
         .await;
@@ -553,15 +545,7 @@ async fn postgres_two_gateway_processes_process_each_of_twenty_uploads_exactly_o
     )
     .await;
     assert_eq!(created.status, 201);
-    let mapping = call_at(
-        first.addr,
-        &admin_key,
-        "PUT",
-        "/v1/admin/providers/acme/mapping",
-        r#"{"mapping":"x12"}"#,
-    )
-    .await;
-    assert_eq!(mapping.status, 204);
+    activate_mapping_at(first.addr, &admin_key, "acme", "x12").await;
     let principal = call_at(
         first.addr,
         &admin_key,

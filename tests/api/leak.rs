@@ -228,14 +228,7 @@ async fn leak_test_on(backend: Backend) {
         );
     }
     // The whole pipeline: an upload over HTTPS with fake PHI, one record bad.
-    let mapping = call(
-        admin.clone(),
-        "PUT",
-        "/v1/admin/providers/acme/mapping".into(),
-        r#"{"mapping":"x12"}"#.into(),
-    )
-    .await;
-    assert_eq!(mapping.status, 204);
+    activate_mapping_at(gateway.addr, &admin, "acme", "x12").await;
     let submitter = call(
         admin.clone(),
         "POST",

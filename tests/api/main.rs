@@ -18,6 +18,7 @@ mod http;
 mod ingest;
 mod keys;
 mod leak;
+mod mappings;
 mod postgres_roles;
 mod raw_store;
 mod readiness;

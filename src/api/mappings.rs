@@ -1,0 +1,361 @@
+//! `/v1/admin/providers/{code}/mappings`: versioned mappings under maker-checker.
+//!
+//! A mapping admin drafts a version (TOML, a built-in name, or the definition as JSON),
+//! validates it, compares versions, edits the draft (`If-Match` with the ETag it read), a
+//! second mapping admin approves exactly the content it reviewed (`If-Match` again), and
+//! an admin activates it; activating an earlier reviewed version is the rollback. Every
+//! move is audited with the version and its content hash.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::audit::EventKind;
+use crate::authz::{Access, Permission, ProviderAdmin, Target};
+use crate::mapping::MappingProblem;
+use crate::mapping::versions::{self, MappingVersion};
+use crate::providers::ProviderCode;
+
+/// Body of a draft, an edit or a validation: the mapping as text (`x12`, a built-in name,
+/// or TOML) or as a JSON definition, and a comment.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingBody {
+    /// `x12`, `x12-837p`, `x12-837i`, or a mapping definition in TOML.
+    mapping: Option<String>,
+    /// The mapping definition as a JSON object (stored as the equivalent TOML).
+    definition: Option<serde_json::Value>,
+    /// The author's note.
+    #[serde(default)]
+    comment: String,
+}
+
+impl MappingBody {
+    /// The mapping text, checked: every problem with its path and code.
+    fn checked_text(&self) -> Result<String, ApiError> {
+        let text = match (&self.mapping, &self.definition) {
+            (Some(text), None) => text.clone(),
+            (None, Some(definition)) => toml::to_string(definition).map_err(|_| {
+                ApiError::MappingInvalid(vec![MappingProblem {
+                    path: "definition".into(),
+                    code: "not_a_definition",
+                    message: "must be a JSON object without nulls".into(),
+                }])
+            })?,
+            _ => {
+                return Err(ApiError::InvalidField {
+                    field: "mapping",
+                    code: "mapping_or_definition",
+                });
+            }
+        };
+        if self.comment.chars().count() > 2_000 {
+            return Err(ApiError::InvalidField {
+                field: "comment",
+                code: "too_long",
+            });
+        }
+        crate::pipeline::MappingChoice::resolve(&text).map_err(ApiError::MappingInvalid)?;
+        Ok(text)
+    }
+}
+
+/// A version as the API shows it (the content only where one version is asked for).
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    version: i32,
+    state: versions::MappingState,
+    sha256: String,
+    comment: String,
+    author: String,
+    created_at: String,
+    approved_by: Option<String>,
+    approved_at: Option<String>,
+    activated_by: Option<String>,
+    activated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+impl VersionView {
+    fn of(v: MappingVersion, with_content: bool) -> Self {
+        Self {
+            version: v.version,
+            state: v.state,
+            sha256: v.content_sha256(),
+            comment: v.comment,
+            author: v.author,
+            created_at: rfc3339(v.created_at),
+            approved_by: v.approved_by,
+            approved_at: v.approved_at.map(rfc3339),
+            activated_by: v.activated_by,
+            activated_at: v.activated_at.map(rfc3339),
+            content: with_content.then_some(v.content),
+        }
+    }
+}
+
+/// The version with its ETag (its content's SHA-256).
+fn with_etag(mut response: actix_web::HttpResponseBuilder, v: MappingVersion) -> HttpResponse {
+    response
+        .insert_header((header::ETAG, format!("\"{}\"", v.content_sha256())))
+        .json(VersionView::of(v, true))
+}
+
+/// The content hash the caller saw, from `If-Match` (428 without one).
+fn if_match(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get(header::IF_MATCH)
+        .ok_or(ApiError::PreconditionRequired)?
+        .to_str()
+        .map_err(|_| ApiError::BadParameter)?
+        .trim();
+    let tag = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or(ApiError::InvalidField {
+            field: "if-match",
+            code: "not_an_etag",
+        })?;
+    Ok(tag.to_ascii_lowercase())
+}
+
+/// The provider of the path, 404 when there is none.
+async fn provider(state: &AppState, code: &str) -> Result<ProviderCode, ApiError> {
+    let code = ProviderCode::parse(code).map_err(|_| ApiError::NotFound)?;
+    state
+        .store
+        .provider(&code)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(code)
+}
+
+/// A mapping writer's access and capability, with the provider and version of the path.
+async fn writer_on(
+    caller: &Caller,
+    state: &AppState,
+    path: web::Path<(String, i32)>,
+) -> Result<(Access, ProviderAdmin, ProviderCode, i32), ApiError> {
+    let access = caller
+        .authorize(state, Permission::MappingsWrite, Target::Global)
+        .await?;
+    let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let (code, version) = path.into_inner();
+    let code = provider(state, &code).await?;
+    Ok((access, admin, code, version))
+}
+
+fn not_found_for_unknown(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::UnknownProvider => ApiError::NotFound,
+        other => other.into(),
+    }
+}
+
+/// Lists the provider's versions, oldest first (without their content).
+pub async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    let code = provider(&state, &code).await?;
+    let views: Vec<VersionView> = state
+        .store
+        .mapping_versions(&code)
+        .await?
+        .into_iter()
+        .map(|v| VersionView::of(v, false))
+        .collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+/// Checks a mapping without storing it: 200 `{"valid": true}` or 400 `mapping_invalid`
+/// with every problem's path and code.
+pub async fn validate(
+    caller: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    provider(&state, &code).await?;
+    let body: MappingBody = super::parse_json(&req, &body.0)?;
+    let text = body.checked_text()?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "valid": true,
+        "sha256": versions::content_sha256(&text),
+    })))
+}
+
+/// Stores a checked mapping as the provider's next version, a draft by the caller.
+pub async fn draft(
+    caller: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let access = caller
+        .authorize(&state, Permission::MappingsWrite, Target::Global)
+        .await?;
+    let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let code = provider(&state, &code).await?;
+    let body: MappingBody = super::parse_json(&req, &body.0)?;
+    let text = body.checked_text()?;
+    let event = caller.event_for(&access, EventKind::MappingCreated);
+    let created = state
+        .store
+        .draft_mapping(
+            &admin,
+            &code,
+            (&text, &body.comment, &caller.principal.name),
+            &event,
+        )
+        .await
+        .map_err(not_found_for_unknown)?;
+    let location = format!("/v1/admin/providers/{code}/mappings/{}", created.version);
+    let mut response = HttpResponse::Created();
+    response.insert_header((header::LOCATION, location));
+    Ok(with_etag(response, created))
+}
+
+/// One version with its content; `ETag` is its content's SHA-256.
+pub async fn show(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    let (code, version) = path.into_inner();
+    let code = provider(&state, &code).await?;
+    let found = state
+        .store
+        .mapping_version(&code, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(with_etag(HttpResponse::Ok(), found))
+}
+
+/// Replaces a draft's content and comment; `If-Match` must carry the ETag of the content
+/// being replaced (409 `mapping_stale` otherwise, 409 `mapping_not_draft` after review).
+pub async fn edit(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let (access, admin, code, version) = writer_on(&caller, &state, path).await?;
+    let seen = if_match(&req)?;
+    let body: MappingBody = super::parse_json(&req, &body.0)?;
+    let text = body.checked_text()?;
+    let event = caller.event_for(&access, EventKind::MappingChanged);
+    let edited = state
+        .store
+        .edit_mapping_draft(
+            &admin,
+            &code,
+            (version, &seen),
+            (&text, &body.comment),
+            &event,
+        )
+        .await
+        .map_err(not_found_for_unknown)?;
+    Ok(with_etag(HttpResponse::Ok(), edited))
+}
+
+/// A structured comparison of two versions: fields added, removed, changed, and each
+/// setting that differs.
+pub async fn diff(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32, i32)>,
+) -> Result<HttpResponse, ApiError> {
+    caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    let (code, from, to) = path.into_inner();
+    let code = provider(&state, &code).await?;
+    let version = |n: i32| {
+        let state = state.clone();
+        let code = code.clone();
+        async move {
+            state
+                .store
+                .mapping_version(&code, n)
+                .await?
+                .ok_or(ApiError::NotFound)
+        }
+    };
+    let (a, b) = (version(from).await?, version(to).await?);
+    let diff = versions::diff(&a, &b).map_err(|_| ApiError::InvalidField {
+        field: "version",
+        code: "not_comparable",
+    })?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "from": from,
+        "to": to,
+        "diff": diff,
+    })))
+}
+
+/// Approves a draft by a principal other than its author; `If-Match` must carry the ETag
+/// of the content reviewed.
+pub async fn approve(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let (access, admin, code, version) = writer_on(&caller, &state, path).await?;
+    let seen = if_match(&req)?;
+    let event = caller.event_for(&access, EventKind::MappingApproved);
+    let approved = state
+        .store
+        .approve_mapping(
+            &admin,
+            &code,
+            (version, &seen),
+            &caller.principal.name,
+            &event,
+        )
+        .await
+        .map_err(not_found_for_unknown)?;
+    Ok(with_etag(HttpResponse::Ok(), approved))
+}
+
+/// Activates a reviewed version; uploads received from now on are read with it (a
+/// rollback is the activation of an earlier one).
+pub async fn activate(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, ApiError> {
+    let (access, admin, code, version) = writer_on(&caller, &state, path).await?;
+    let event = caller.event_for(&access, EventKind::MappingActivated);
+    let active = state
+        .store
+        .activate_mapping(&admin, &code, version, &caller.principal.name, &event)
+        .await
+        .map_err(not_found_for_unknown)?;
+    Ok(with_etag(HttpResponse::Ok(), active))
+}

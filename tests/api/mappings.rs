@@ -1,0 +1,467 @@
+//! The mapping editor over real HTTPS: drafts, validation, edits under `If-Match`, the
+//! second principal's approval, activation, uploads that record their version, diffs,
+//! rollback, the audit trail, and who may do none of it.
+
+use serde_json::json;
+use sqlx::Connection as _;
+
+use crate::helpers::*;
+
+const X12: &str = "Content-Type: application/edi-x12\r\n";
+
+struct Editor {
+    app: TestApp,
+    reviewer: String,
+    submitter: String,
+}
+
+impl Editor {
+    fn path(&self, rest: &str) -> String {
+        format!("/v1/admin/providers/acme/mappings{rest}")
+    }
+
+    async fn as_admin(&self, method: &str, rest: &str, body: &str) -> Response {
+        self.app
+            .call(&self.app.admin_key, method, &self.path(rest), body)
+            .await
+    }
+
+    async fn with_etag(
+        &self,
+        token: &str,
+        method: &str,
+        rest: &str,
+        etag: &str,
+        body: &str,
+    ) -> Response {
+        call_with_headers_at(
+            self.app.addr,
+            token,
+            method,
+            &self.path(rest),
+            &format!("If-Match: {etag}\r\n"),
+            body,
+        )
+        .await
+    }
+
+    /// Uploads a one-claim 837P; returns the upload id once it is processed.
+    async fn upload(&self, claim_id: &str) -> String {
+        let file = x12_837p(&[X12Claim::new(claim_id, 12_500)]);
+        let sent = upload_at(self.app.addr, &self.submitter, &file, X12).await;
+        assert_eq!(sent.status, 202, "{sent:?}");
+        let id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+        let receipt = receipt_when_finished(self.app.addr, &self.submitter, &id).await;
+        assert_eq!(receipt["state"], "done", "{receipt}");
+        id
+    }
+
+    /// The mapping version (number) an upload recorded.
+    async fn version_of(&self, upload_id: &str) -> i64 {
+        self.app
+            .count(&format!(
+                "SELECT CAST(v.version AS BIGINT) FROM uploads u JOIN mapping_versions v ON v.id = u.mapping_version_id \
+                 WHERE u.upload_id = '{upload_id}'"
+            ))
+            .await
+    }
+}
+
+fn mapping_body(mapping: &str, comment: &str) -> String {
+    json!({ "mapping": mapping, "comment": comment }).to_string()
+}
+
+async fn editor(backend: Backend, test: &str) -> Option<Editor> {
+    let app = TestApp::on(backend, test, &[]).await?;
+    app.provider("acme").await;
+    let reviewer = app
+        .principal("reviewer", "person", json!([{ "role": "mapping_admin" }]))
+        .await;
+    let submitter = app
+        .principal(
+            "acme-sftp",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    Some(Editor {
+        app,
+        reviewer,
+        submitter,
+    })
+}
+
+async fn lifecycle_on(backend: Backend) {
+    let Some(ed) = editor(backend, "mapping_lifecycle").await else {
+        return;
+    };
+    // Validation: every problem with its path and code; nothing stored.
+    let bad = ed
+        .as_admin(
+            "POST",
+            "/validate",
+            &mapping_body(
+                "name = \"m\"\nformat = \"csv\"\n[claim]\nsource_claim_id = { column = \"ID\", transforms = [{ date = \"QQ\" }] }\n",
+                "",
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(bad.json()["error_code"], "mapping_invalid");
+    let paths: Vec<String> = bad.json()["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("claim.source_claim_id.transforms[0]")),
+        "{paths:?}"
+    );
+    let good = ed
+        .as_admin("POST", "/validate", &mapping_body("x12", ""))
+        .await;
+    assert_eq!(good.status, 200, "{good:?}");
+    assert_eq!(good.json()["valid"], true);
+    assert_eq!(ed.as_admin("GET", "", "").await.json(), json!([]));
+
+    // Draft version 1, then edit it under If-Match.
+    let drafted = ed
+        .as_admin("POST", "", &mapping_body("x12", "first cut"))
+        .await;
+    assert_eq!(drafted.status, 201, "{drafted:?}");
+    assert_eq!(drafted.json()["version"], 1);
+    assert_eq!(drafted.json()["state"], "draft");
+    assert_eq!(
+        drafted.header("location"),
+        Some("/v1/admin/providers/acme/mappings/1")
+    );
+    let first_etag = drafted.header("etag").unwrap().to_owned();
+    assert_eq!(
+        first_etag,
+        format!("\"{}\"", drafted.json()["sha256"].as_str().unwrap())
+    );
+    let admin = ed.app.admin_key.clone();
+    let no_etag = ed
+        .app
+        .call(
+            &admin,
+            "PUT",
+            &ed.path("/1"),
+            &mapping_body("x12-837p", "professional only"),
+        )
+        .await;
+    assert_eq!(no_etag.status, 428, "{no_etag:?}");
+    let edited = ed
+        .with_etag(
+            &admin,
+            "PUT",
+            "/1",
+            &first_etag,
+            &mapping_body("x12-837p", "professional only"),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{edited:?}");
+    let etag = edited.header("etag").unwrap().to_owned();
+    assert_ne!(etag, first_etag);
+    // An editor who read the first content is refused, not silently overwritten.
+    let stale = ed
+        .with_etag(
+            &admin,
+            "PUT",
+            "/1",
+            &first_etag,
+            &mapping_body("x12", "lost update"),
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{stale:?}");
+    assert_eq!(stale.json()["error_code"], "mapping_stale");
+    let shown = ed.as_admin("GET", "/1", "").await;
+    assert_eq!(shown.json()["content"], "x12-837p");
+    assert_eq!(shown.json()["comment"], "professional only");
+
+    // Maker-checker: not by the author, only the content reviewed, only once reviewed.
+    let own = ed.with_etag(&admin, "POST", "/1/approve", &etag, "").await;
+    assert_eq!(own.status, 409, "{own:?}");
+    assert_eq!(own.json()["error_code"], "mapping_own_draft");
+    let unreviewed = ed.as_admin("POST", "/1/activate", "").await;
+    assert_eq!(unreviewed.json()["error_code"], "mapping_not_approved");
+    let old_review = ed
+        .with_etag(&ed.reviewer, "POST", "/1/approve", &first_etag, "")
+        .await;
+    assert_eq!(old_review.json()["error_code"], "mapping_stale");
+    let approved = ed
+        .with_etag(&ed.reviewer, "POST", "/1/approve", &etag, "")
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    assert_eq!(approved.json()["state"], "approved");
+    assert_eq!(approved.json()["approved_by"], "reviewer");
+    let frozen = ed
+        .with_etag(
+            &admin,
+            "PUT",
+            "/1",
+            &etag,
+            &mapping_body("x12", "after review"),
+        )
+        .await;
+    assert_eq!(frozen.json()["error_code"], "mapping_not_draft");
+    let active = ed.as_admin("POST", "/1/activate", "").await;
+    assert_eq!(active.status, 200, "{active:?}");
+    assert_eq!(active.json()["state"], "active");
+
+    // An upload records the version active when it was received.
+    let first_upload = ed.upload("C-V1").await;
+    assert_eq!(ed.version_of(&first_upload).await, 1);
+
+    // Version 2 from a JSON definition (stored as TOML), compared with version 1.
+    let definition: toml::Value =
+        toml::from_str(claimgate::mapping::builtin::builtin("x12-837p").unwrap()).unwrap();
+    let mut definition = serde_json::to_value(definition).unwrap();
+    definition["claim"]
+        .as_object_mut()
+        .unwrap()
+        .remove("payer_name");
+    definition["description"] = json!("837P without the payer name");
+    let second = ed
+        .as_admin(
+            "POST",
+            "",
+            &json!({ "definition": definition, "comment": "drop payer name" }).to_string(),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{second:?}");
+    assert_eq!(second.json()["version"], 2);
+    assert!(
+        second.json()["content"]
+            .as_str()
+            .unwrap()
+            .contains("[claim")
+    );
+    let diff = ed.as_admin("GET", "/1/diff/2", "").await;
+    assert_eq!(diff.status, 200, "{diff:?}");
+    assert_eq!(
+        diff.json()["diff"]["fields_removed"],
+        json!(["claim.payer_name"])
+    );
+    assert_eq!(diff.json()["diff"]["fields_added"], json!([]));
+    assert!(
+        diff.json()["diff"]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == "description"),
+        "{diff:?}"
+    );
+    let etag2 = second.header("etag").unwrap().to_owned();
+    let approved = ed
+        .with_etag(&ed.reviewer, "POST", "/2/approve", &etag2, "")
+        .await;
+    assert_eq!(approved.status, 200, "{approved:?}");
+    assert_eq!(ed.as_admin("POST", "/2/activate", "").await.status, 200);
+    let states: Vec<serde_json::Value> = ed
+        .as_admin("GET", "", "")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["state"].clone())
+        .collect();
+    assert_eq!(states, vec![json!("retired"), json!("active")]);
+    let second_upload = ed.upload("C-V2").await;
+    assert_eq!(ed.version_of(&second_upload).await, 2);
+    assert_eq!(ed.version_of(&first_upload).await, 1);
+
+    // Rollback: the earlier reviewed version becomes active again.
+    let rolled = ed.as_admin("POST", "/1/activate", "").await;
+    assert_eq!(rolled.status, 200, "{rolled:?}");
+    let third_upload = ed.upload("C-V3").await;
+    assert_eq!(ed.version_of(&third_upload).await, 1);
+    assert_eq!(
+        ed.app
+            .count("SELECT count(*) FROM mapping_versions WHERE state = 'active'")
+            .await,
+        1
+    );
+
+    // Every move is audited with the version and its content hash.
+    let trail = ed.app.audit().await;
+    for (kind, version_hash) in [
+        (
+            "mapping.created",
+            format!("mappings/1#sha256={}", first_etag.trim_matches('"')),
+        ),
+        (
+            "mapping.changed",
+            format!("mappings/1#sha256={}", etag.trim_matches('"')),
+        ),
+        (
+            "mapping.approved",
+            format!("mappings/1#sha256={}", etag.trim_matches('"')),
+        ),
+        (
+            "mapping.activated",
+            format!("mappings/2#sha256={}", etag2.trim_matches('"')),
+        ),
+    ] {
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.kind == kind && e.body.contains(&version_hash)),
+            "{kind} {version_hash}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_mapping_goes_from_draft_to_active_under_review_and_rolls_back_sqlite() {
+    lifecycle_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_mapping_goes_from_draft_to_active_under_review_and_rolls_back() {
+    lifecycle_on(Backend::Postgres).await;
+}
+
+/// Who may not touch mappings, and precise refusals of bad requests.
+#[tokio::test]
+async fn submitters_cannot_read_or_change_mappings_and_bad_requests_are_precise() {
+    let ed = editor(Backend::Sqlite, "mapping_refusals").await.unwrap();
+    for (method, rest, body) in [
+        ("GET", "", String::new()),
+        ("POST", "", mapping_body("x12", "")),
+        ("POST", "/validate", mapping_body("x12", "")),
+        ("GET", "/1", String::new()),
+        ("POST", "/1/activate", String::new()),
+    ] {
+        let refused = ed
+            .app
+            .call(&ed.submitter, method, &ed.path(rest), &body)
+            .await;
+        assert_eq!(refused.status, 403, "{method} {rest}: {refused:?}");
+    }
+    let unknown = ed
+        .app
+        .call(
+            &ed.app.admin_key,
+            "POST",
+            "/v1/admin/providers/nobody/mappings",
+            &mapping_body("x12", ""),
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let missing = ed.as_admin("GET", "/7", "").await;
+    assert_eq!(missing.status, 404);
+    for (sent, code) in [
+        (json!({ "comment": "neither" }), "invalid_field"),
+        (
+            json!({ "mapping": "x12", "definition": {} }),
+            "invalid_field",
+        ),
+        (json!({ "mapping": "[claim" }), "mapping_invalid"),
+        (
+            json!({ "mapping": "x12", "author": "someone else" }),
+            "malformed_json",
+        ),
+        (json!({ "definition": { "name": null } }), "mapping_invalid"),
+        (
+            json!({ "mapping": "name = \"m\"\nformat = \"csv\"\n[claim]\nsource_claim_id = { column = \"ID\", transforms = [{ shout = 1 }] }\n" }),
+            "mapping_invalid",
+        ),
+    ] {
+        let refused = ed.as_admin("POST", "", &sent.to_string()).await;
+        assert_eq!(refused.status, 400, "{sent}: {refused:?}");
+        assert_eq!(refused.json()["error_code"], code, "{sent}");
+    }
+    let drafted = ed.as_admin("POST", "", &mapping_body("x12", "")).await;
+    assert_eq!(drafted.status, 201);
+    let malformed = ed
+        .with_etag(&ed.reviewer, "POST", "/1/approve", "W/\"abc\"", "")
+        .await;
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert_eq!(
+        ed.app.count("SELECT count(*) FROM mapping_versions").await,
+        1,
+        "refused requests stored nothing"
+    );
+}
+
+/// A database that had a mapping assigned before versions existed: after migration 8 the
+/// mapping is version 1, active and marked unreviewed, and queued uploads point at it.
+async fn assigned_mappings_survive_the_migration_on(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let Some(admin) = postgres_admin_url("mapping_migration").await else {
+                return;
+            };
+            Some(TestDatabase::create(&admin).await)
+        }
+    };
+    let settings = test_settings(dir.path(), database.as_ref().map(|d| d.url.as_str()), &[]);
+    let url = secrecy::ExposeSecret::expose_secret(&settings.database.url).to_owned();
+    let before = "INSERT INTO providers (code, name, created_at, mapping) VALUES ('acme', 'Acme', '2026-11-01T00:00:00Z', 'x12'); \
+         INSERT INTO providers (code, name, created_at) VALUES ('bare', 'Bare', '2026-11-01T00:00:00Z'); \
+         INSERT INTO uploads (upload_id, provider_id, sha256, size_bytes, state, received_at) \
+         VALUES ('u1', (SELECT id FROM providers WHERE code = 'acme'), {sha}, 1, 'received', '2026-11-02T00:00:00Z')";
+    let store = claimgate::store::Store::connect(&settings.database)
+        .await
+        .unwrap();
+    if let Some(database) = &database {
+        const SHA: &str = "'\\x00'::bytea";
+        let migrator = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/postgres"))
+            .await
+            .unwrap();
+        let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        migrator.run_to(7, &mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(before.replace("{sha}", SHA)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        const SHA: &str = "x'00'";
+        let migrator = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+            .await
+            .unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        migrator.run_to(7, &mut conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(before.replace("{sha}", SHA)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    store.migrate().await.unwrap();
+    let acme = claimgate::providers::ProviderCode::parse("acme").unwrap();
+    let bare = claimgate::providers::ProviderCode::parse("bare").unwrap();
+    assert_eq!(
+        store.active_mapping(&acme).await.unwrap().as_deref(),
+        Some("x12")
+    );
+    assert_eq!(store.active_mapping(&bare).await.unwrap(), None);
+    let versions = store.mapping_versions(&acme).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].version, 1);
+    assert_eq!(versions[0].state.as_str(), "active");
+    assert_eq!(versions[0].approved_by, None, "not reviewed: says so");
+    assert_eq!(versions[0].activated_by.as_deref(), Some("migration-0008"));
+    let claimed = store
+        .claim_upload("w", std::time::Duration::from_secs(300), Some("u1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.mapping.as_deref(), Some("x12"));
+}
+
+#[tokio::test]
+async fn assigned_mappings_survive_the_migration_sqlite() {
+    assigned_mappings_survive_the_migration_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_assigned_mappings_survive_the_migration() {
+    assigned_mappings_survive_the_migration_on(Backend::Postgres).await;
+}
