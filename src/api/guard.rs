@@ -66,6 +66,8 @@ pub struct BodyLimits {
     pub max_bytes: u64,
     /// Largest upload body (`POST /v1/uploads`), in bytes.
     pub max_upload_bytes: u64,
+    /// Largest mapping preview sample (`POST …/mappings/{n}/preview`), in bytes.
+    pub max_sample_bytes: u64,
     /// Rate window.
     pub window: Duration,
     /// Bytes that must arrive in each window (0 disables the rate check).
@@ -81,16 +83,19 @@ impl BodyLimits {
         }
     }
 
-    /// This request's limits: an upload may be larger than other bodies.
+    /// This request's limits: an upload, and a preview's sample file, may be larger than
+    /// other bodies.
     fn for_request(self, req: &ServiceRequest) -> Self {
-        if req.method() == actix_web::http::Method::POST && req.path() == "/v1/uploads" {
-            Self {
-                max_bytes: self.max_upload_bytes,
-                ..self
-            }
+        let post = req.method() == actix_web::http::Method::POST;
+        let path = req.path();
+        let max_bytes = if post && path == "/v1/uploads" {
+            self.max_upload_bytes
+        } else if post && path.starts_with("/v1/admin/providers/") && path.ends_with("/preview") {
+            self.max_sample_bytes
         } else {
-            self
-        }
+            self.max_bytes
+        };
+        Self { max_bytes, ..self }
     }
 }
 
@@ -98,6 +103,7 @@ impl From<&HttpSettings> for BodyLimits {
     fn from(http: &HttpSettings) -> Self {
         Self {
             max_upload_bytes: http.max_body_bytes,
+            max_sample_bytes: http.max_sample_bytes,
             max_bytes: http.max_body_bytes,
             window: http.body_rate_window,
             min_bytes_per_window: http

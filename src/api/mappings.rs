@@ -359,3 +359,148 @@ pub async fn activate(
         .map_err(not_found_for_unknown)?;
     Ok(with_etag(HttpResponse::Ok(), active))
 }
+
+/// Query of a preview.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// How many normalized claims to return (default 20, at most 200).
+    claims: Option<usize>,
+}
+
+/// Findings returned by one preview at most (the summary counts them all).
+const MAX_PREVIEW_FINDINGS: usize = 1_000;
+
+/// Reads a sample file (the body, or its one `multipart/form-data` part, at most
+/// `http.max_sample_bytes`) with a version: the first claims as normalized, every finding
+/// with its position (up to 1,000) and the totals. Nothing is stored. The claims' PHI is
+/// shown only to a caller who also holds `phi_reader` on the provider (an audited PHI
+/// read); everyone else sees `"***"`.
+pub async fn preview(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+    query: web::Query<PreviewQuery>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let access = caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    let (code, version) = path.into_inner();
+    let code = provider(&state, &code).await?;
+    let wanted = query.claims.unwrap_or(20);
+    if !(1..=200).contains(&wanted) {
+        return Err(ApiError::InvalidField {
+            field: "claims",
+            code: "between_1_and_200",
+        });
+    }
+    let sample = match super::uploads::file_body(&req)? {
+        None => body.0.to_vec(),
+        Some(mut part) => {
+            let mut file = Vec::with_capacity(body.0.len());
+            part.push(&body.0, &mut |piece| file.extend_from_slice(piece))
+                .map_err(super::uploads::multipart_error)?;
+            part.finish().map_err(super::uploads::multipart_error)?;
+            file
+        }
+    };
+    if sample.is_empty() {
+        return Err(ApiError::InvalidField {
+            field: "body",
+            code: "empty_sample",
+        });
+    }
+    let found = state
+        .store
+        .mapping_version(&code, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mapping = crate::pipeline::MappingChoice::resolve(&found.content)
+        .map_err(ApiError::MappingInvalid)?;
+    let phi = caller
+        .principal
+        .authorize(
+            &state.policy,
+            Permission::ClaimsReadPhi,
+            Target::Provider(&code),
+            time::OffsetDateTime::now_utc(),
+        )
+        .is_some();
+    let read = tokio::task::spawn_blocking(move || read_sample(&mapping, &sample, wanted, phi))
+        .await
+        .map_err(ApiError::internal)?;
+    let (claims, findings, truncated, summary) = read.map_err(|_| ApiError::InvalidField {
+        field: "body",
+        code: "sample_unreadable_with_this_mapping",
+    })?;
+    let mut event = caller.event_for(&access, EventKind::MappingPreviewed);
+    event.provider = Some(code.to_string());
+    event.resource = Some(format!(
+        "provider:{code}/mappings/{version}#sha256={}",
+        found.content_sha256()
+    ));
+    event.records = Some(summary.records);
+    event.phi = phi;
+    state.store.append_audit(&event).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "version": version,
+        "phi": if phi { "shown" } else { "masked" },
+        "claims": claims,
+        "findings": findings,
+        "findings_truncated": truncated,
+        "summary": crate::pipeline::preview::summary_json(&summary),
+    })))
+}
+
+/// The previewed claims (PHI masked unless `phi`), findings and totals of a sample.
+type SampleRead = (
+    Vec<serde_json::Value>,
+    Vec<serde_json::Value>,
+    bool,
+    crate::pipeline::preview::Summary,
+);
+
+fn read_sample(
+    mapping: &crate::pipeline::MappingChoice,
+    sample: &[u8],
+    wanted: usize,
+    phi: bool,
+) -> std::io::Result<SampleRead> {
+    use crate::pipeline::preview::{claim_json, finding_json, mask_phi};
+    let mut claims = Vec::new();
+    let mut findings = Vec::new();
+    let mut truncated = false;
+    let mut keep = |f: &crate::findings::Finding, findings: &mut Vec<serde_json::Value>| {
+        if findings.len() < MAX_PREVIEW_FINDINGS {
+            findings.push(finding_json(f));
+        } else {
+            truncated = true;
+        }
+    };
+    let mut loose = Vec::new();
+    let summary = crate::pipeline::preview::preview(
+        mapping,
+        sample,
+        &mut |mapped| {
+            if claims.len() < wanted {
+                let mut json = claim_json(mapped);
+                if !phi {
+                    mask_phi(&mut json);
+                }
+                claims.push(json);
+            }
+            mapped.findings.iter().for_each(|f| keep(f, &mut findings));
+        },
+        &mut |f| loose.push(finding_json(f)),
+    )?;
+    for f in loose {
+        if findings.len() < MAX_PREVIEW_FINDINGS {
+            findings.push(f);
+        } else {
+            truncated = true;
+        }
+    }
+    Ok((claims, findings, truncated, summary))
+}

@@ -76,20 +76,7 @@ pub async fn create(
     let (access, provider) = caller
         .own_provider(&state, Permission::UploadsWrite)
         .await?;
-    let content_type = header_text(&req, "content-type")
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
-    let mut multipart = match content_type.as_deref() {
-        Some("multipart/form-data") => Some(
-            super::multipart::OnePart::new(header_text(&req, "content-type").unwrap_or_default())
-                .map_err(|_| ApiError::InvalidField {
-                field: "content-type",
-                code: "multipart_boundary",
-            })?,
-        ),
-        Some(t) if FILE_TYPES.contains(&t) => None,
-        _ => return Err(ApiError::UnsupportedMediaType),
-    };
+    let mut multipart = file_body(&req)?;
     let expected = match header_text(&req, "x-content-sha256") {
         None => None,
         Some(text) => Some(
@@ -257,7 +244,27 @@ pub async fn create(
     Ok(accepted_response(&row, created))
 }
 
-fn multipart_error(e: super::multipart::MultipartError) -> ApiError {
+/// How a claim file arrives in a body: `None` as the body itself (one of the file content
+/// types), `Some` as the one part of a `multipart/form-data` body; 415 otherwise.
+pub(super) fn file_body(req: &HttpRequest) -> Result<Option<super::multipart::OnePart>, ApiError> {
+    let content_type = header_text(req, "content-type")
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match content_type.as_deref() {
+        Some("multipart/form-data") => Ok(Some(
+            super::multipart::OnePart::new(header_text(req, "content-type").unwrap_or_default())
+                .map_err(|_| ApiError::InvalidField {
+                    field: "content-type",
+                    code: "multipart_boundary",
+                })?,
+        )),
+        Some(t) if FILE_TYPES.contains(&t) => Ok(None),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// The 400 of a refused multipart body.
+pub(super) fn multipart_error(e: super::multipart::MultipartError) -> ApiError {
     use super::multipart::MultipartError;
     ApiError::InvalidField {
         field: "body",

@@ -126,6 +126,9 @@ pub enum EventKind {
     /// A mapping version was approved by a second principal.
     #[serde(rename = "mapping.approved")]
     MappingApproved,
+    /// A sample file was read with a mapping version (nothing stored).
+    #[serde(rename = "mapping.previewed")]
+    MappingPreviewed,
     /// A mapping version was activated.
     #[serde(rename = "mapping.activated")]
     MappingActivated,
@@ -176,6 +179,7 @@ impl EventKind {
             Self::MappingCreated => "mapping.created",
             Self::MappingChanged => "mapping.changed",
             Self::MappingApproved => "mapping.approved",
+            Self::MappingPreviewed => "mapping.previewed",
             Self::MappingActivated => "mapping.activated",
             Self::ClaimsExported => "claims.exported",
             Self::DataKeyCreated => "datakey.created",

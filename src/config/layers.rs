@@ -146,6 +146,7 @@ struct RawHttp {
     listen: Option<SocketAddr>,
     workers: Option<usize>,
     max_body_bytes: Option<u64>,
+    max_sample_bytes: Option<u64>,
     body_rate_window_secs: Option<u64>,
     body_min_bytes_per_sec: Option<u64>,
     max_connections_per_ip: Option<usize>,
@@ -360,6 +361,11 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
         workers: raw.http.workers.unwrap_or(0),
         max_body_bytes: positive(raw.http.max_body_bytes, 1024 * 1024, "http.max_body_bytes")?,
+        max_sample_bytes: positive(
+            raw.http.max_sample_bytes,
+            16 * 1024 * 1024,
+            "http.max_sample_bytes",
+        )?,
         body_rate_window: Duration::from_secs(positive(
             raw.http.body_rate_window_secs,
             10,

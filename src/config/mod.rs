@@ -98,6 +98,8 @@ pub struct HttpSettings {
     pub workers: usize,
     /// Largest request body accepted on API routes, in bytes.
     pub max_body_bytes: u64,
+    /// Largest sample file of a mapping preview, in bytes (held in memory while read).
+    pub max_sample_bytes: u64,
     /// A request body must deliver at least `body_min_bytes_per_sec` in every window of this length.
     pub body_rate_window: Duration,
     /// Minimum body transfer rate, averaged over `body_rate_window`.

@@ -299,6 +299,27 @@ pub fn claim_json(mapped: &MappedClaim) -> serde_json::Value {
     })
 }
 
+/// The keys of [`claim_json`] that hold PHI.
+pub const PHI_KEYS: [&str; 7] = [
+    "member_id",
+    "patient_first_name",
+    "patient_last_name",
+    "birth_date",
+    "address",
+    "city",
+    "zip",
+];
+
+/// Replaces the PHI of a [`claim_json`] object with `"***"` (an absent value stays null),
+/// for callers who may see a mapping's effect but not the patients in a sample file.
+pub fn mask_phi(claim: &mut serde_json::Value) {
+    for key in PHI_KEYS {
+        if let Some(value) = claim.get_mut(key).filter(|v| !v.is_null()) {
+            *value = serde_json::Value::String("***".into());
+        }
+    }
+}
+
 /// The JSON object of a finding (`"kind": "finding"`).
 pub fn finding_json(finding: &Finding) -> serde_json::Value {
     let p = &finding.position;

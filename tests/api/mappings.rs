@@ -465,3 +465,159 @@ async fn assigned_mappings_survive_the_migration_sqlite() {
 async fn postgres_assigned_mappings_survive_the_migration() {
     assigned_mappings_survive_the_migration_on(Backend::Postgres).await;
 }
+
+/// A preview reads a sample with a stored version and stores nothing; PHI only for a
+/// caller who also holds `phi_reader` on the provider; the sample's size is limited.
+#[tokio::test]
+async fn a_preview_reads_a_sample_stores_nothing_and_masks_phi_without_phi_reader() {
+    let app = TestApp::on(
+        Backend::Sqlite,
+        "mapping_preview",
+        &[("CLAIMGATE_HTTP__MAX_SAMPLE_BYTES", "20000")],
+    )
+    .await
+    .unwrap();
+    app.provider("acme").await;
+    let drafted = app
+        .call(
+            &app.admin_key,
+            "POST",
+            "/v1/admin/providers/acme/mappings",
+            &mapping_body("x12", "to preview"),
+        )
+        .await;
+    assert_eq!(drafted.status, 201);
+    let clinician = app
+        .principal(
+            "onboarding-lead",
+            "person",
+            json!([{ "role": "mapping_admin" }, { "role": "phi_reader", "provider": "acme" }]),
+        )
+        .await;
+    let submitter = app
+        .principal(
+            "acme-sftp",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    let mut bad = X12Claim::new("PREV2", 200);
+    bad.member = String::new();
+    let sample = x12_837p(&[X12Claim::new("PREV1", 100), bad]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sample.x12");
+    std::fs::write(&file, &sample).unwrap();
+    let port = app.addr.port();
+    let curl = |token: &str, args: &[&str], query: &str| {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(certs().join("ca.pem"))
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .args(["-w", "\n%{http_code}"])
+            .args(args)
+            .arg(format!(
+                "https://localhost:{port}/v1/admin/providers/acme/mappings/1/preview{query}"
+            ))
+            .output()
+            .expect("curl is installed");
+        let text = String::from_utf8(output.stdout).unwrap();
+        let (body, status) = text.rsplit_once('\n').unwrap();
+        (status.parse::<u16>().unwrap(), body.to_owned())
+    };
+    let as_file = format!("file=@{}", file.display());
+    let raw = format!("@{}", file.display());
+
+    // A mapping admin without phi_reader: the mapping's effect, not the patients.
+    let (status, masked) = curl(&app.admin_key, &["-F", &as_file], "");
+    assert_eq!(status, 200, "{masked}");
+    for phi in ["ZZMPREV1", "ZZLASTPREV"] {
+        assert!(!masked.contains(phi), "{phi} leaked into {masked}");
+    }
+    let masked: serde_json::Value = serde_json::from_str(&masked).unwrap();
+    assert_eq!(masked["phi"], "masked");
+    assert_eq!(masked["claims"][0]["member_id"], "***");
+    assert_eq!(masked["claims"][0]["patient_last_name"], "***");
+    assert_eq!(masked["claims"][0]["source_claim_id"], "PREV1");
+    assert_eq!(masked["claims"][0]["total_charge_cents"], 100);
+    assert_eq!(masked["summary"]["records"], 2);
+    assert_eq!(masked["summary"]["accepted"], 1);
+    assert_eq!(masked["summary"]["rejected"], 1);
+    let findings = masked["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["severity"] == "error" && f["position"]["record"] == 2),
+        "{findings:?}"
+    );
+
+    // With phi_reader on the provider: the values, as a raw body, one claim asked for.
+    let (status, shown) = curl(
+        &clinician,
+        &[
+            "-H",
+            "Content-Type: application/edi-x12",
+            "--data-binary",
+            &raw,
+        ],
+        "?claims=1",
+    );
+    assert_eq!(status, 200, "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["phi"], "shown");
+    assert_eq!(shown["claims"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["claims"][0]["member_id"], "ZZMPREV1");
+
+    // Refusals: no permission, a bad count, an empty or oversized sample, no version.
+    assert_eq!(curl(&submitter, &["-F", &as_file], "").0, 403);
+    assert_eq!(curl(&app.admin_key, &["-F", &as_file], "?claims=0").0, 400);
+    let empty = dir.path().join("empty.x12");
+    std::fs::write(&empty, b"").unwrap();
+    let (status, body) = curl(
+        &app.admin_key,
+        &[
+            "-H",
+            "Content-Type: application/edi-x12",
+            "--data-binary",
+            &format!("@{}", empty.display()),
+        ],
+        "",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("empty_sample"), "{body}");
+    let big = dir.path().join("big.x12");
+    std::fs::write(&big, vec![b'A'; 30_000]).unwrap();
+    let (status, body) = curl(
+        &app.admin_key,
+        &[
+            "-H",
+            "Content-Type: application/edi-x12",
+            "--data-binary",
+            &format!("@{}", big.display()),
+        ],
+        "",
+    );
+    assert_eq!(status, 413, "{body}");
+    let missing = app
+        .call(
+            &app.admin_key,
+            "POST",
+            "/v1/admin/providers/acme/mappings/9/preview",
+            "",
+        )
+        .await;
+    assert_eq!(missing.status, 415, "a file content type is required first");
+
+    // Nothing was stored, and each preview was audited, with whether PHI was shown.
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 0);
+    let previews: Vec<_> = app
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "mapping.previewed")
+        .collect();
+    assert_eq!(previews.len(), 2, "{previews:?}");
+    assert!(previews.iter().any(|e| e.body.contains("\"phi\":true")));
+    assert!(previews.iter().any(|e| e.body.contains("\"phi\":false")));
+}
