@@ -4,6 +4,7 @@
 
 mod ingest;
 mod keys;
+mod mapping_versions;
 mod principals;
 
 use std::path::PathBuf;
@@ -98,6 +99,9 @@ pub enum MappingCommand {
     },
     /// Print the JSON Schema of mapping definitions (for editors; `schemas/mapping.schema.json`).
     Schema,
+    /// Work with a provider's stored versions (import a file, export, list).
+    #[command(flatten)]
+    Stored(mapping_versions::VersionCommand),
     /// Read a file with a mapping and show its claims, findings and totals; stores nothing.
     Preview {
         /// A TOML file, a built-in name, or `x12` (837P or 837I by each file's guide version).
@@ -148,6 +152,9 @@ pub fn run() -> anyhow::Result<()> {
                     json,
                 },
         } => preview_command(&mapping, &input, json),
+        Command::Mapping {
+            command: MappingCommand::Stored(command),
+        } => runtime()?.block_on(mapping_versions::run(load(cli.config)?, command)),
         Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
         Command::Audit {
             command: AuditCommand::Verify,
