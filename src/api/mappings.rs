@@ -504,3 +504,116 @@ fn read_sample(
     }
     Ok((claims, findings, truncated, summary))
 }
+
+/// Query of an impact measurement.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpactQuery {
+    /// How many of the provider's latest processed uploads to read (default 3, at most 20).
+    uploads: Option<i64>,
+}
+
+/// Reads the provider's latest processed uploads (decrypted as they are read, in memory
+/// only) with the active version and with version n, and answers with counts: per field
+/// how many claims would change, how many more or fewer records would be rejected.
+pub async fn impact(
+    caller: Caller,
+    state: web::Data<AppState>,
+    path: web::Path<(String, i32)>,
+    query: web::Query<ImpactQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::pipeline::impact::Impact;
+    let access = caller
+        .authorize(&state, Permission::MappingsRead, Target::Global)
+        .await?;
+    let (code, version) = path.into_inner();
+    let code = provider(&state, &code).await?;
+    let wanted = query.uploads.unwrap_or(3);
+    if !(1..=20).contains(&wanted) {
+        return Err(ApiError::InvalidField {
+            field: "uploads",
+            code: "between_1_and_20",
+        });
+    }
+    let candidate = state
+        .store
+        .mapping_version(&code, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let versions = state.store.mapping_versions(&code).await?;
+    let active = versions
+        .into_iter()
+        .find(|v| v.state == versions::MappingState::Active)
+        .ok_or(ApiError::MappingState("mapping_none_active"))?;
+    let resolve = |v: &MappingVersion| {
+        crate::pipeline::MappingChoice::resolve(&v.content).map_err(ApiError::MappingInvalid)
+    };
+    let (current, proposed) = (
+        std::sync::Arc::new(resolve(&active)?),
+        std::sync::Arc::new(resolve(&candidate)?),
+    );
+    let uploads = state.store.recent_uploads(&code, wanted).await?;
+    let mut impact = Impact::default();
+    let mut unreadable = 0u64;
+    for upload in &uploads {
+        let opened = match (
+            state.raw.open(&code, upload).await,
+            state.raw.open(&code, upload).await,
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => {
+                unreadable += 1;
+                continue;
+            }
+        };
+        let (current, proposed) = (current.clone(), proposed.clone());
+        let mut one = Impact::default();
+        let read = tokio::task::spawn_blocking(move || {
+            one.add_file(
+                (&current, std::io::BufReader::new(opened.0)),
+                (&proposed, std::io::BufReader::new(opened.1)),
+            )
+            .map(|()| one)
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        match read {
+            Ok(one) => impact.absorb(one),
+            Err(_) => unreadable += 1,
+        }
+    }
+    let mut event = caller.event_for(&access, EventKind::MappingImpactMeasured);
+    event.provider = Some(code.to_string());
+    event.resource = Some(format!(
+        "provider:{code}/mappings/{version}#sha256={}",
+        candidate.content_sha256()
+    ));
+    event.records = Some(impact.current.records);
+    state.store.append_audit(&event).await?;
+    let percent = |n: u64| {
+        if impact.claims_compared == 0 {
+            0.0
+        } else {
+            (n as f64 * 1000.0 / impact.claims_compared as f64).round() / 10.0
+        }
+    };
+    let fields: Vec<serde_json::Value> = impact
+        .field_changes
+        .iter()
+        .map(|(field, n)| serde_json::json!({ "field": field, "claims_changed": n, "percent": percent(*n) }))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "version": version,
+        "against_version": active.version,
+        "uploads_read": impact.files,
+        "uploads_unreadable": unreadable,
+        "claims_compared": impact.claims_compared,
+        "claims_not_compared": impact.claims_not_compared,
+        "current": impact.current,
+        "candidate": impact.candidate,
+        "more_rejects": impact.candidate.rejected as i64 - impact.current.rejected as i64,
+        "newly_rejected": impact.newly_rejected,
+        "newly_accepted": impact.newly_accepted,
+        "fields": fields,
+    })))
+}

@@ -130,6 +130,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/approve", Global(MappingsWrite), mappings::approve),
     route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/activate", Global(MappingsWrite), mappings::activate),
     route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/preview", Global(MappingsRead), mappings::preview),
+    route!(POST "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}/impact", Global(MappingsRead), mappings::impact),
     route!(GET "/v1/admin/providers/{code}/keys", Global(KeysManage), data_keys::list),
     route!(POST "/v1/admin/providers/{code}/keys/rotate", Global(KeysManage), data_keys::rotate),
     route!(POST "/v1/admin/providers/{code}/keys/destroy", Global(KeysManage), data_keys::destroy),

@@ -129,6 +129,9 @@ pub enum EventKind {
     /// A sample file was read with a mapping version (nothing stored).
     #[serde(rename = "mapping.previewed")]
     MappingPreviewed,
+    /// A mapping version's impact was measured on stored files (counts only).
+    #[serde(rename = "mapping.impact_measured")]
+    MappingImpactMeasured,
     /// A mapping version was activated.
     #[serde(rename = "mapping.activated")]
     MappingActivated,
@@ -180,6 +183,7 @@ impl EventKind {
             Self::MappingChanged => "mapping.changed",
             Self::MappingApproved => "mapping.approved",
             Self::MappingPreviewed => "mapping.previewed",
+            Self::MappingImpactMeasured => "mapping.impact_measured",
             Self::MappingActivated => "mapping.activated",
             Self::ClaimsExported => "claims.exported",
             Self::DataKeyCreated => "datakey.created",

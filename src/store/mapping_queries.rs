@@ -152,6 +152,23 @@ macro_rules! mapping_queries {
             row.as_ref().map(|r| mapping_version_from(r).map(|(_, v)| v)).transpose()
         }
 
+        /// The provider's most recent processed uploads (ids, newest first): the files a
+        /// candidate mapping's impact is measured on.
+        pub(super) async fn recent_uploads(
+            pool: &$pool,
+            provider: &ProviderCode,
+            limit: i64,
+        ) -> Result<Vec<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT u.upload_id FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE p.code = $1 AND u.state = 'done' ORDER BY u.received_at DESC, u.upload_id LIMIT $2",
+            )
+            .bind(provider.as_str())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        }
+
         /// The content of the provider's active version (`None`: none is active).
         pub(super) async fn active_mapping(
             pool: &$pool,

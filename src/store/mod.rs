@@ -874,6 +874,15 @@ impl Store {
         on_backend!(self, active_mapping(provider))
     }
 
+    /// The provider's most recent processed uploads (ids, newest first), at most `limit`.
+    pub async fn recent_uploads(
+        &self,
+        provider: &ProviderCode,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, recent_uploads(provider, limit))
+    }
+
     /// Every version of the provider's mapping, oldest first.
     pub async fn mapping_versions(
         &self,

@@ -712,3 +712,82 @@ async fn the_console_imports_a_definition_file_as_a_draft_and_exports_it_unchang
     let acme = claimgate::providers::ProviderCode::parse("acme").unwrap();
     assert_eq!(store.mapping_versions(&acme).await.unwrap().len(), 1);
 }
+
+/// Impact: a candidate read against the provider's latest stored files gives per-field
+/// change counts and the movement of rejects versus the active version, values never.
+#[tokio::test]
+async fn impact_counts_what_a_candidate_would_change_on_stored_files() {
+    let ed = editor(Backend::Sqlite, "mapping_impact").await.unwrap();
+    ed.app.activate_mapping("acme", "x12").await;
+    ed.upload("IMP1").await;
+    let mut bad = X12Claim::new("IMP3", 300);
+    bad.member = String::new();
+    let file = x12_837p(&[X12Claim::new("IMP2", 200), bad]);
+    let sent = upload_at(ed.app.addr, &ed.submitter, &file, X12).await;
+    let id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+    receipt_when_finished(ed.app.addr, &ed.submitter, &id).await;
+
+    // Version 2 drops the payer name; version 3 requires a facility NPI, which no claim
+    // of these files has.
+    let definition = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let toml: toml::Value =
+            toml::from_str(claimgate::mapping::builtin::builtin("x12-837p").unwrap()).unwrap();
+        let mut json = serde_json::to_value(toml).unwrap();
+        edit(&mut json);
+        json!({ "definition": json }).to_string()
+    };
+    let v2 = ed
+        .as_admin(
+            "POST",
+            "",
+            &definition(&|d| {
+                d["claim"].as_object_mut().unwrap().remove("payer_name");
+            }),
+        )
+        .await;
+    assert_eq!(v2.json()["version"], 2, "{v2:?}");
+    let impact = ed.as_admin("POST", "/2/impact?uploads=5", "").await;
+    assert_eq!(impact.status, 200, "{impact:?}");
+    let body = impact.json();
+    assert_eq!(body["against_version"], 1);
+    assert_eq!(body["uploads_read"], 2);
+    assert_eq!(body["claims_compared"], 3);
+    assert_eq!(body["current"]["rejected"], 1);
+    assert_eq!(body["more_rejects"], 0);
+    assert_eq!(
+        body["fields"],
+        json!([{ "field": "payer_name", "claims_changed": 3, "percent": 100.0 }])
+    );
+    for value in ["IMP1", "IMP2", "PAYER", "ZZM"] {
+        assert!(!impact.body.contains(value), "{value} in {}", impact.body);
+    }
+    let v3 = ed
+        .as_admin(
+            "POST",
+            "",
+            &definition(&|d| {
+                d["claim"]["facility_npi"]["required"] = json!(true);
+            }),
+        )
+        .await;
+    assert_eq!(v3.json()["version"], 3, "{v3:?}");
+    let stricter = ed.as_admin("POST", "/3/impact?uploads=1", "").await.json();
+    assert_eq!(stricter["uploads_read"], 1, "the latest upload only");
+    assert_eq!(stricter["claims_compared"], 2);
+    assert_eq!(stricter["newly_rejected"], 1, "{stricter}");
+    assert_eq!(stricter["more_rejects"], 1);
+    // Bad requests and the audit trail.
+    assert_eq!(
+        ed.as_admin("POST", "/3/impact?uploads=0", "").await.status,
+        400
+    );
+    assert_eq!(ed.as_admin("POST", "/9/impact", "").await.status, 404);
+    let measured = ed
+        .app
+        .audit()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "mapping.impact_measured")
+        .count();
+    assert_eq!(measured, 2);
+}
