@@ -38,11 +38,41 @@ pub(super) async fn connect(url: &str, settings: &DatabaseSettings) -> Result<Pg
 
 /// Applies migrations on a connection of its own, as the login user (the schema owner),
 /// never as the serving role.
+///
+/// Roles are cluster-wide: two databases of one cluster migrating at the same moment can
+/// update the same role's row (`ALTER ROLE`, role grants), and PostgreSQL then fails one
+/// with "tuple concurrently updated". Each migration runs in its own transaction, so the
+/// failed one left nothing behind; it is retried a few times.
 pub(super) async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-    super::POSTGRES_MIGRATIONS.run(&mut conn).await?;
-    conn.close().await?;
-    Ok(())
+    let mut attempt = 0u64;
+    loop {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let result = super::POSTGRES_MIGRATIONS.run(&mut conn).await;
+        conn.close().await?;
+        match result {
+            Err(e) if attempt < 5 && is_shared_catalog_race(&e) => {
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    "a migration met a concurrent role change in another database; retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a migration failed because another database's migration changed the same
+/// shared catalog row at the same time.
+fn is_shared_catalog_race(e: &sqlx::migrate::MigrateError) -> bool {
+    match e {
+        sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(db))
+        | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(db), _) => {
+            db.message().contains("tuple concurrently updated")
+        }
+        _ => false,
+    }
 }
 
 /// What the serving role may not be, as one line per problem (empty: fine).

@@ -417,7 +417,17 @@ async fn assigned_mappings_survive_the_migration_on(backend: Backend) {
             .await
             .unwrap();
         let mut conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
-        migrator.run_to(7, &mut conn).await.unwrap();
+        // Another test's database may be changing the same cluster-wide role right now
+        // (the gateway retries this too).
+        let mut attempts = 0;
+        while let Err(e) = migrator.run_to(7, &mut conn).await {
+            attempts += 1;
+            assert!(
+                attempts < 5 && e.to_string().contains("tuple concurrently updated"),
+                "{e}"
+            );
+            conn = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        }
         sqlx::raw_sql(sqlx::AssertSqlSafe(before.replace("{sha}", SHA)))
             .execute(&mut conn)
             .await
