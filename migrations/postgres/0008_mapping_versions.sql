@@ -45,3 +45,6 @@ GRANT UPDATE (state, content, comment, approved_by, approved_at, activated_by,
               activated_at) ON mapping_versions TO claimgate_api;
 GRANT USAGE ON SEQUENCE mapping_versions_id_seq TO claimgate_api;
 GRANT SELECT ON mapping_versions TO claimgate_ingest;
+
+-- Providers can be disabled through the API (their files are refused from then on).
+GRANT UPDATE (disabled_at) ON providers TO claimgate_api;

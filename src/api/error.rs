@@ -72,6 +72,9 @@ pub enum ApiError {
     /// The resource already exists.
     #[error("the resource already exists")]
     Conflict,
+    /// The caller's provider is disabled and sends no more files.
+    #[error("the provider is disabled")]
+    ProviderDisabled,
     /// A mapping version cannot make this move (its code says why: not a draft, changed
     /// since it was read, approved by its own author, not approved).
     #[error("the mapping version does not allow this ({0})")]
@@ -142,6 +145,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::MappingState(code) => code,
+            Self::ProviderDisabled => "provider_disabled",
             Self::PreconditionRequired => "precondition_required",
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
@@ -232,7 +236,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden | Self::SelfGrant => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::SelfGrant | Self::ProviderDisabled => StatusCode::FORBIDDEN,
             Self::KeyDestroyed => StatusCode::GONE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
@@ -304,6 +308,7 @@ impl From<crate::store::StoreError> for ApiError {
             },
             StoreError::NotPermitted => Self::Forbidden,
             StoreError::MappingRefused(code) => Self::MappingState(code),
+            StoreError::ProviderDisabled => Self::ProviderDisabled,
             StoreError::AuditUnavailable => Self::AuditUnavailable,
             other => Self::internal(other),
         }

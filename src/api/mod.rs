@@ -121,6 +121,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
     route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
+    route!(POST "/v1/admin/providers/{code}/disable", Global(ProvidersWrite), providers::disable),
     route!(GET "/v1/admin/providers/{code}/mappings", Global(MappingsRead), mappings::list),
     route!(POST "/v1/admin/providers/{code}/mappings", Global(MappingsWrite), mappings::draft),
     route!(POST "/v1/admin/providers/{code}/mappings/validate", Global(MappingsRead), mappings::validate),

@@ -68,6 +68,31 @@ pub async fn create(
     Ok(HttpResponse::Created().json(ProviderView::from(provider)))
 }
 
+/// Disables a provider: its submitters' files are refused (403 `provider_disabled`) from
+/// now on; files already received are still processed. 404 if there is none.
+pub async fn disable(
+    caller: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let access = caller
+        .authorize(&state, Permission::ProvidersWrite, Target::Global)
+        .await?;
+    let admin = ProviderAdmin::from_access(&access).ok_or(ApiError::Forbidden)?;
+    let code = ProviderCode::parse(&code).map_err(|_| ApiError::NotFound)?;
+    let mut event = caller.event_for(&access, EventKind::ProviderDisabled);
+    event.provider = Some(code.as_str().to_owned());
+    let provider = state
+        .store
+        .disable_provider(&admin, &code, &event)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::UnknownProvider => ApiError::NotFound,
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(ProviderView::from(provider)))
+}
+
 /// Lists all providers.
 pub async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller

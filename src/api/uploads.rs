@@ -76,6 +76,15 @@ pub async fn create(
     let (access, provider) = caller
         .own_provider(&state, Permission::UploadsWrite)
         .await?;
+    // Refused before a byte of the body is stored (the store checks again on record).
+    if state
+        .store
+        .provider(&provider)
+        .await?
+        .is_some_and(|p| p.disabled)
+    {
+        return Err(ApiError::ProviderDisabled);
+    }
     let mut multipart = file_body(&req)?;
     let expected = match header_text(&req, "x-content-sha256") {
         None => None,

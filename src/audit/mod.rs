@@ -66,6 +66,9 @@ pub enum EventKind {
     /// A provider tenant was created.
     #[serde(rename = "provider.created")]
     ProviderCreated,
+    /// A provider was disabled.
+    #[serde(rename = "provider.disabled")]
+    ProviderDisabled,
     /// A principal was created.
     #[serde(rename = "principal.created")]
     PrincipalCreated,
@@ -162,6 +165,7 @@ impl EventKind {
             Self::AuthFailure => "auth.failure",
             Self::PermissionDenied => "authz.denied",
             Self::ProviderCreated => "provider.created",
+            Self::ProviderDisabled => "provider.disabled",
             Self::PrincipalCreated => "principal.created",
             Self::PrincipalDisabled => "principal.disabled",
             Self::RoleGranted => "grant.added",

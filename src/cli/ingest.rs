@@ -50,10 +50,11 @@ pub async fn run(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
     let provider = ProviderCode::parse(&args.provider)
         .map_err(|e| anyhow::anyhow!("--provider {:?}: {e}", args.provider))?;
     let store = super::console_store(&settings).await?;
-    anyhow::ensure!(
-        store.provider(&provider).await?.is_some(),
-        "--provider {provider}: no such provider"
-    );
+    match store.provider(&provider).await? {
+        None => anyhow::bail!("--provider {provider}: no such provider"),
+        Some(p) if p.disabled => anyhow::bail!("--provider {provider}: the provider is disabled"),
+        Some(_) => {}
+    }
     if let Some(mapping) = &args.mapping {
         assign_mapping(&store, &provider, mapping).await?;
     }

@@ -118,7 +118,8 @@ pub struct Unreadable {
     pub version: i32,
 }
 
-/// The definition tree of mapping content (a built-in name reads as its TOML).
+/// The definition tree of mapping content (a built-in name reads as its TOML; `x12`,
+/// which picks 837P or 837I per file, reads as the 837P definition).
 fn tree(version: &MappingVersion) -> Result<serde_json::Value, Unreadable> {
     let name = version.content.trim();
     let text = match name {

@@ -89,6 +89,9 @@ pub enum StoreError {
     /// took the upload over): nothing of this batch was written.
     #[error("the upload's lease was lost")]
     LeaseLost,
+    /// The provider is disabled: it sends no more files.
+    #[error("the provider is disabled")]
+    ProviderDisabled,
     /// A mapping version cannot make this move; the code says why
     /// (`mapping_not_draft`, `mapping_stale`, `mapping_own_draft`, `mapping_not_approved`).
     #[error("the mapping version cannot do that ({0})")]
@@ -454,6 +457,18 @@ impl Store {
     ) -> Result<Provider, StoreError> {
         let now = self.clock.now();
         on_backend!(self, create_provider(code, name, audit, &self.journal, now))
+    }
+
+    /// Disables a provider: its files are refused from then on (files already received
+    /// are still processed). Audited.
+    pub async fn disable_provider(
+        &self,
+        _: &ProviderAdmin,
+        code: &ProviderCode,
+        audit: &AuditEvent,
+    ) -> Result<Provider, StoreError> {
+        let now = self.clock.now();
+        on_backend!(self, disable_provider(code, audit, &self.journal, now))
     }
 
     /// All providers, by code.

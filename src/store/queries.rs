@@ -67,6 +67,29 @@ macro_rules! portable_queries {
                 .collect()
         }
 
+        /// Disables a provider (new files are refused from now on), audited; disabling a
+        /// disabled provider keeps its first time.
+        pub(super) async fn disable_provider(
+            pool: &$pool,
+            code: &ProviderCode,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<Provider, StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let row = sqlx::query(
+                "UPDATE providers SET disabled_at = coalesce(disabled_at, $2) WHERE code = $1 \
+                 RETURNING code, name, created_at, disabled_at",
+            )
+            .bind(code.as_str())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::UnknownProvider)?;
+            finish(tx, audit, journal, now).await?;
+            provider_from(&row)
+        }
+
         pub(super) async fn provider(
             pool: &$pool,
             code: &ProviderCode,
@@ -1166,6 +1189,14 @@ macro_rules! portable_queries {
         ) -> Result<(UploadRow, bool), StoreError> {
             let mut tx = begin_write(pool).await?;
             let provider_id = provider_id_in(&mut tx, provider).await?;
+            let disabled: bool =
+                sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM providers WHERE id = $1")
+                    .bind(provider_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if disabled {
+                return Err(StoreError::ProviderDisabled);
+            }
             let earlier: Option<String> = sqlx::query_scalar(
                 "SELECT upload_id FROM uploads WHERE provider_id = $1 \
                  AND (sha256 = $2 OR idempotency_key = $3) ORDER BY received_at LIMIT 1",

@@ -67,6 +67,30 @@ impl Editor {
     }
 }
 
+/// A file of the public corpus (`../shared/corpus`, or `CLAIMGATE_TEST_CORPUS`) with its
+/// figures from independent X12 tools (`expected.json`, "naive"); `None`, said on stderr,
+/// where there is no corpus.
+fn corpus_file(name: &str) -> Option<(Vec<u8>, serde_json::Value)> {
+    let dir = std::env::var_os("CLAIMGATE_TEST_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+        });
+    let Ok(expected) = std::fs::read(dir.join("expected.json")) else {
+        assert!(
+            std::env::var("CLAIMGATE_TEST_REQUIRE_CORPUS").as_deref() != Ok("1"),
+            "the corpus is required but {} has none",
+            dir.display()
+        );
+        eprintln!("SKIPPED the corpus preview: no corpus at {}", dir.display());
+        return None;
+    };
+    let expected: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+    let figures = expected["files"][name]["naive"].clone();
+    assert!(figures.is_object(), "{name} is not in expected.json");
+    Some((std::fs::read(dir.join(name)).unwrap(), figures))
+}
+
 fn mapping_body(mapping: &str, comment: &str) -> String {
     json!({ "mapping": mapping, "comment": comment }).to_string()
 }
@@ -215,6 +239,8 @@ async fn lifecycle_on(backend: Backend) {
     // An upload records the version active when it was received.
     let first_upload = ed.upload("C-V1").await;
     assert_eq!(ed.version_of(&first_upload).await, 1);
+    let also_first = ed.upload("C-V1B").await;
+    assert_eq!(ed.version_of(&also_first).await, 1);
 
     // Version 2 from a JSON definition (stored as TOML), compared with version 1.
     let definition: toml::Value =
@@ -254,6 +280,49 @@ async fn lifecycle_on(backend: Backend) {
             .iter()
             .any(|c| c["path"] == "description"),
         "{diff:?}"
+    );
+    // The draft on a public corpus file: its claims as the independent tools count them.
+    if let Some((file, expected)) =
+        corpus_file("oopfactory-x12parser/837P_5010/Example1_2_And_3_Combined.txt")
+    {
+        let request = format!(
+            "POST {} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/edi-x12\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            ed.path("/2/preview?claims=200"),
+            ed.app.admin_key,
+            file.len()
+        );
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(&file);
+        let preview = request_with(ed.app.addr, client_config(ClientOptions::default()), &bytes)
+            .await
+            .unwrap();
+        assert_eq!(preview.status, 200, "{preview:?}");
+        let body = preview.json();
+        assert_eq!(body["summary"]["claims"], expected["claims"]);
+        assert_eq!(body["summary"]["lines"], expected["service_lines"]);
+        let ids: Vec<serde_json::Value> = body["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["source_claim_id"].clone())
+            .collect();
+        assert_eq!(serde_json::Value::Array(ids), expected["claim_ids"]);
+        assert!(
+            body["claims"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["payer_name"].is_null())
+        );
+    }
+    // What version 2 would change on the two files received so far.
+    let impact = ed.as_admin("POST", "/2/impact?uploads=2", "").await;
+    assert_eq!(impact.status, 200, "{impact:?}");
+    assert_eq!(impact.json()["uploads_read"], 2);
+    assert_eq!(
+        impact.json()["fields"],
+        json!([{ "field": "payer_name", "claims_changed": 2, "percent": 100.0 }])
     );
     let etag2 = second.header("etag").unwrap().to_owned();
     let approved = ed
@@ -376,6 +445,24 @@ async fn submitters_cannot_read_or_change_mappings_and_bad_requests_are_precise(
         assert_eq!(refused.status, 400, "{sent}: {refused:?}");
         assert_eq!(refused.json()["error_code"], code, "{sent}");
     }
+    // A pattern too large for the regex engine's size limit (the engine never
+    // backtracks, so a pattern that compiles runs in linear time): refused at its path.
+    let expensive = ed
+        .as_admin(
+            "POST",
+            "/validate",
+            &mapping_body(
+                "name = \"m\"\nformat = \"csv\"\n[claim]\nsource_claim_id = { column = \"ID\", transforms = [\"trim\", { regex = \"(a{1000}){1000}\" }] }\n",
+                "",
+            ),
+        )
+        .await;
+    assert_eq!(expensive.status, 400, "{expensive:?}");
+    assert_eq!(
+        expensive.json()["problems"][0]["path"],
+        "claim.source_claim_id.transforms[1]",
+        "{expensive:?}"
+    );
     let drafted = ed.as_admin("POST", "", &mapping_body("x12", "")).await;
     assert_eq!(drafted.status, 201);
     let malformed = ed
@@ -800,4 +887,65 @@ async fn impact_counts_what_a_candidate_would_change_on_stored_files() {
         .filter(|e| e.kind == "mapping.impact_measured")
         .count();
     assert_eq!(measured, 2);
+}
+
+/// A disabled provider's submitters are refused before their file is stored; what it
+/// sent before stays readable.
+async fn a_disabled_provider_sends_no_more_files_on(backend: Backend) {
+    let Some(ed) = editor(backend, "provider_disable").await else {
+        return;
+    };
+    ed.app.activate_mapping("acme", "x12").await;
+    let before = ed.upload("DIS1").await;
+    let disable = |token: String, code: &'static str| {
+        let addr = ed.app.addr;
+        async move {
+            call_at(
+                addr,
+                &token,
+                "POST",
+                &format!("/v1/admin/providers/{code}/disable"),
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(disable(ed.submitter.clone(), "acme").await.status, 403);
+    assert_eq!(
+        disable(ed.app.admin_key.clone(), "nobody").await.status,
+        404
+    );
+    let disabled = disable(ed.app.admin_key.clone(), "acme").await;
+    assert_eq!(disabled.status, 200, "{disabled:?}");
+    assert_eq!(disabled.json()["disabled"], true);
+    assert_eq!(disable(ed.app.admin_key.clone(), "acme").await.status, 200);
+    let file = x12_837p(&[X12Claim::new("DIS2", 100)]);
+    let refused = upload_at(ed.app.addr, &ed.submitter, &file, X12).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(refused.json()["error_code"], "provider_disabled");
+    assert_eq!(ed.app.count("SELECT count(*) FROM uploads").await, 1);
+    let receipt = ed
+        .app
+        .call(&ed.submitter, "GET", &format!("/v1/uploads/{before}"), "")
+        .await;
+    assert_eq!(receipt.status, 200);
+    assert_eq!(
+        ed.app
+            .audit()
+            .await
+            .iter()
+            .filter(|e| e.kind == "provider.disabled")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_provider_sends_no_more_files_sqlite() {
+    a_disabled_provider_sends_no_more_files_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_disabled_provider_sends_no_more_files() {
+    a_disabled_provider_sends_no_more_files_on(Backend::Postgres).await;
 }
