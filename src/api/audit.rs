@@ -23,7 +23,7 @@ use crate::store::{Store, StoredAuditEvent};
 const PAGE: i64 = 500;
 
 /// Filters shared by search, export and manifest.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
     /// Events at or after this time (RFC 3339).

@@ -18,9 +18,9 @@ use crate::authz::{Permission, Target};
 use crate::providers::ProviderCode;
 
 /// Body of the request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct BreakGlassRequest {
+pub(super) struct BreakGlassRequest {
     /// Why access is needed (10 to 1,000 characters).
     reason: String,
     /// How long, at most `auth.break_glass_max_minutes` (default 60).

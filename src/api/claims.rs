@@ -110,12 +110,16 @@ pub async fn show(
 }
 
 /// Body of a search: a member id, or a last name, first name and birth date.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Search {
+pub(super) struct Search {
+    #[schemars(with = "Option<String>")]
     member_id: Option<SecretString>,
+    #[schemars(with = "Option<String>")]
     last_name: Option<SecretString>,
+    #[schemars(with = "Option<String>")]
     first_name: Option<SecretString>,
+    #[schemars(with = "Option<String>")]
     birth_date: Option<SecretString>,
 }
 

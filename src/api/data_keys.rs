@@ -74,9 +74,9 @@ pub async fn rotate(
 }
 
 /// Body of the destroy request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Destroy {
+pub(super) struct Destroy {
     /// The provider code again, as confirmation.
     confirm: String,
 }

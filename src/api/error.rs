@@ -107,7 +107,7 @@ pub enum ApiError {
 }
 
 /// The JSON error body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ErrorBody<'a> {
     /// Stable machine-readable code.
     pub error_code: &'static str,

@@ -22,7 +22,7 @@ use crate::providers::ProviderCode;
 
 /// Body of a draft, an edit or a validation: the mapping as text (`x12`, a built-in name,
 /// or TOML) or as a JSON definition, and a comment.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappingBody {
     /// `x12`, `x12-837p`, `x12-837i`, or a mapping definition in TOML.
@@ -361,7 +361,7 @@ pub async fn activate(
 }
 
 /// Query of a preview.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     /// How many normalized claims to return (default 20, at most 200).
@@ -506,7 +506,7 @@ fn read_sample(
 }
 
 /// Query of an impact measurement.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImpactQuery {
     /// How many of the provider's latest processed uploads to read (default 3, at most 20).

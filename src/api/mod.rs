@@ -18,6 +18,7 @@ pub mod guard;
 mod health;
 mod mappings;
 mod multipart;
+pub mod openapi;
 mod principals;
 mod providers;
 mod uploads;
@@ -117,6 +118,7 @@ use Permission::{
 pub static ROUTES: &[Route] = &[
     route!(GET "/healthz", Public, health::healthz),
     route!(GET "/readyz", Public, health::readyz),
+    route!(GET "/openapi.json", Public, openapi::serve),
     route!(GET "/v1/whoami", Authenticated, principals::whoami),
     route!(GET "/v1/admin/providers", Global(ProvidersRead), providers::list),
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),

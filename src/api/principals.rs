@@ -148,9 +148,9 @@ pub async fn show(
 }
 
 /// A role grant in a request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct GrantRequest {
+pub(super) struct GrantRequest {
     role: String,
     #[serde(default)]
     provider: Option<String>,
@@ -180,9 +180,9 @@ fn parse_grant(g: &GrantRequest) -> Result<ParsedGrant, ApiError> {
 }
 
 /// Body of `POST /v1/admin/principals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreatePrincipal {
+pub(super) struct CreatePrincipal {
     name: String,
     kind: String,
     #[serde(default)]
@@ -352,7 +352,7 @@ pub async fn grant(
 }
 
 /// Query of the revoke route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeQuery {
     provider: Option<String>,
@@ -382,9 +382,9 @@ pub async fn revoke(
 }
 
 /// Body of `POST /v1/admin/principals/{name}/keys`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(super) struct CreateKey {
     #[serde(default)]
     expires_in_hours: Option<u32>,
 }
@@ -446,9 +446,9 @@ pub async fn revoke_key(
 }
 
 /// Body of `POST /v1/admin/principals/{name}/certificates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AddCertificate {
+pub(super) struct AddCertificate {
     /// SHA-256 of the certificate's DER encoding, hex (colons allowed).
     sha256: String,
 }

@@ -12,7 +12,7 @@ use crate::authz::{Permission, ProviderAdmin, Target};
 use crate::providers::{Provider, ProviderCode, ProviderName};
 
 /// Body of `POST /v1/admin/providers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProvider {
     code: String,

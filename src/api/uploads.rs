@@ -339,7 +339,7 @@ pub async fn show(
 }
 
 /// Query of the rejects listing.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectsQuery {
     after: Option<i64>,

@@ -72,6 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the OpenAPI 3.1 document of the API (as `GET /openapi.json` serves it).
+    Openapi,
     /// Manage principals and their roles directly in the database (bootstrapping the
     /// first admin without the API). Every change is audited.
     Principals {
@@ -155,6 +157,11 @@ pub fn run() -> anyhow::Result<()> {
         Command::Mapping {
             command: MappingCommand::Stored(command),
         } => runtime()?.block_on(mapping_versions::run(load(cli.config)?, command)),
+        Command::Openapi => {
+            let document = crate::api::openapi::document().map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
         Command::Serve => runtime()?.block_on(serve(load(cli.config)?)),
         Command::Audit {
             command: AuditCommand::Verify,

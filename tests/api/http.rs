@@ -317,3 +317,31 @@ async fn providers_api(app: &TestApp) {
         "not_found",
     );
 }
+
+/// `/openapi.json` is public, describes every route, and is the committed
+/// `docs/openapi.json` (regenerate with `cargo run -- openapi > docs/openapi.json`).
+#[tokio::test]
+async fn the_served_openapi_document_is_the_committed_one() {
+    let app = TestApp::sqlite(&[]).await;
+    let served = app.send(&get("/openapi.json")).await;
+    assert_eq!(served.status, 200, "{served:?}");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        served.json() == committed,
+        "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+    );
+    assert_eq!(served.json()["openapi"], "3.1.0");
+    let operations: usize = served.json()["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, claimgate::api::ROUTES.len());
+}
