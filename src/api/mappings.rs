@@ -65,7 +65,7 @@ impl MappingBody {
 }
 
 /// A version as the API shows it (the content only where one version is asked for).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct VersionView {
     version: i32,
     state: versions::MappingState,

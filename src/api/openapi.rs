@@ -47,6 +47,9 @@ fn schema<T: JsonSchema>() -> Value {
 
 const JSON: &str = "application/json";
 
+/// The route pattern of one mapping version.
+const VERSION: &str = "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}";
+
 fn doc(method: &Method, path: &str) -> Option<Doc> {
     use super::{
         audit::Filter, break_glass::BreakGlassRequest, claims::Search, data_keys::Destroy,
@@ -67,7 +70,7 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
         ..plain(summary, ok)
     };
     let m = method.as_str();
-    let version = "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}";
+    let version = VERSION;
     Some(match (m, path) {
         ("GET", "/healthz") => plain("The process is alive", 200),
         ("GET", "/readyz") => plain(
@@ -211,6 +214,26 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
     })
 }
 
+/// The success body's schema where the handler answers with a typed value; other JSON
+/// bodies are documented as any JSON for now.
+fn response_schema(method: &str, path: &str) -> Option<fn() -> Value> {
+    use super::{mappings::VersionView, providers::ProviderView};
+    let version = VERSION;
+    match (method, path) {
+        ("GET", "/v1/admin/providers") => Some(schema::<Vec<ProviderView>>),
+        ("POST", "/v1/admin/providers")
+        | ("GET", "/v1/admin/providers/{code}")
+        | ("POST", "/v1/admin/providers/{code}/disable") => Some(schema::<ProviderView>),
+        ("GET", "/v1/admin/providers/{code}/mappings") => Some(schema::<Vec<VersionView>>),
+        ("POST", "/v1/admin/providers/{code}/mappings") => Some(schema::<VersionView>),
+        ("GET" | "PUT", p) if p == version => Some(schema::<VersionView>),
+        ("POST", p) if p == format!("{version}/approve") || p == format!("{version}/activate") => {
+            Some(schema::<VersionView>)
+        }
+        _ => None,
+    }
+}
+
 /// `{id:\d{1,18}}` → (`{id}`, its schema).
 fn parameters(path: &str) -> (String, Vec<Value>) {
     let mut open = String::new();
@@ -315,7 +338,9 @@ pub fn document() -> Result<Value, String> {
         let content = if status == 204 {
             json!(null)
         } else if media == JSON {
-            json!({ JSON: { "schema": {} } })
+            let body = response_schema(route.method.as_str(), route.path)
+                .map_or_else(|| json!({}), |s| s());
+            json!({ JSON: { "schema": body } })
         } else {
             json!({ media: { "schema": { "type": "string" } } })
         };
@@ -425,5 +450,22 @@ mod tests {
                 .any(|p| p["name"] == "from")
         );
         assert_eq!(paths["/healthz"]["get"]["security"], json!([]));
+        let approved = &paths["/v1/admin/providers/{code}/mappings/{version}/approve"]["post"];
+        let schema = &approved["responses"]["200"]["content"]["application/json"]["schema"];
+        let states: Vec<&Value> = schema["properties"]["state"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| &v["const"])
+            .collect();
+        assert_eq!(
+            states,
+            [
+                &json!("draft"),
+                &json!("approved"),
+                &json!("active"),
+                &json!("retired")
+            ]
+        );
     }
 }

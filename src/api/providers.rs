@@ -20,7 +20,7 @@ pub struct CreateProvider {
 }
 
 /// A provider as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ProviderView {
     code: String,
     name: String,

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use super::builtin::builtin;
 
 /// Where a version is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MappingState {
     /// Written, editable, not yet reviewed.
