@@ -126,6 +126,21 @@ impl ApiError {
         Self::Internal(Box::new(e))
     }
 
+    /// A blocking thread that reads a request's file stopped (panicked or was cancelled).
+    /// The join error is dropped, not wrapped: its text carries the panic message, which
+    /// must not reach the log from a thread that held claim data.
+    pub fn thread_stopped(_: tokio::task::JoinError) -> Self {
+        Self::Internal("a file-reading thread stopped".into())
+    }
+
+    /// A store error on a route whose path names the provider: an unknown one is 404.
+    pub fn for_path_provider(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::UnknownProvider => Self::NotFound,
+            other => other.into(),
+        }
+    }
+
     /// The stable code in the body.
     pub fn code(&self) -> &'static str {
         match self {

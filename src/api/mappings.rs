@@ -156,13 +156,6 @@ async fn writer_on(
     Ok((access, admin, code, version))
 }
 
-fn not_found_for_unknown(e: crate::store::StoreError) -> ApiError {
-    match e {
-        crate::store::StoreError::UnknownProvider => ApiError::NotFound,
-        other => other.into(),
-    }
-}
-
 /// Lists the provider's versions, oldest first (without their content).
 pub async fn list(
     caller: Caller,
@@ -229,7 +222,7 @@ pub async fn draft(
             &event,
         )
         .await
-        .map_err(not_found_for_unknown)?;
+        .map_err(ApiError::for_path_provider)?;
     let location = format!("/v1/admin/providers/{code}/mappings/{}", created.version);
     let mut response = HttpResponse::Created();
     response.insert_header((header::LOCATION, location));
@@ -279,7 +272,7 @@ pub async fn edit(
             &event,
         )
         .await
-        .map_err(not_found_for_unknown)?;
+        .map_err(ApiError::for_path_provider)?;
     Ok(with_etag(HttpResponse::Ok(), edited))
 }
 
@@ -339,7 +332,7 @@ pub async fn approve(
             &event,
         )
         .await
-        .map_err(not_found_for_unknown)?;
+        .map_err(ApiError::for_path_provider)?;
     Ok(with_etag(HttpResponse::Ok(), approved))
 }
 
@@ -356,7 +349,7 @@ pub async fn activate(
         .store
         .activate_mapping(&admin, &code, version, &caller.principal.name, &event)
         .await
-        .map_err(not_found_for_unknown)?;
+        .map_err(ApiError::for_path_provider)?;
     Ok(with_etag(HttpResponse::Ok(), active))
 }
 
@@ -430,7 +423,7 @@ pub async fn preview(
         .is_some();
     let read = tokio::task::spawn_blocking(move || read_sample(&mapping, &sample, wanted, phi))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::thread_stopped)?;
     let (claims, findings, truncated, summary) = read.map_err(|_| ApiError::InvalidField {
         field: "body",
         code: "sample_unreadable_with_this_mapping",
@@ -576,7 +569,7 @@ pub async fn impact(
             .map(|()| one)
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::thread_stopped)?;
         match read {
             Ok(one) => impact.absorb(one),
             Err(_) => unreadable += 1,

@@ -86,10 +86,7 @@ pub async fn disable(
         .store
         .disable_provider(&admin, &code, &event)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::UnknownProvider => ApiError::NotFound,
-            other => other.into(),
-        })?;
+        .map_err(ApiError::for_path_provider)?;
     Ok(HttpResponse::Ok().json(ProviderView::from(provider)))
 }
 

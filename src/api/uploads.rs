@@ -171,7 +171,7 @@ pub async fn create(
         }
     }
     drop(sender);
-    let written = writing.await.map_err(ApiError::internal)?;
+    let written = writing.await.map_err(ApiError::thread_stopped)?;
     let refuse = |state: &AppState, bytes: u64, error: ApiError, reason: &'static str| {
         state.metrics.refused(bytes);
         let mut event = caller.event_for(&access, EventKind::UploadRejected);

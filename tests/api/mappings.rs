@@ -629,7 +629,10 @@ async fn a_preview_reads_a_sample_stores_nothing_and_masks_phi_without_phi_reade
     let (status, masked) = curl(&app.admin_key, &["-F", &as_file], "");
     assert_eq!(status, 200, "{masked}");
     for phi in ["ZZMPREV1", "ZZLASTPREV"] {
-        assert!(!masked.contains(phi), "{phi} leaked into {masked}");
+        assert!(
+            !masked.contains(phi),
+            "{phi} leaked into the masked preview"
+        );
     }
     let masked: serde_json::Value = serde_json::from_str(&masked).unwrap();
     assert_eq!(masked["phi"], "masked");
@@ -659,7 +662,7 @@ async fn a_preview_reads_a_sample_stores_nothing_and_masks_phi_without_phi_reade
         ],
         "?claims=1",
     );
-    assert_eq!(status, 200, "{shown}");
+    assert_eq!(status, 200, "the preview with phi_reader failed");
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["phi"], "shown");
     assert_eq!(shown["claims"].as_array().unwrap().len(), 1);
@@ -856,7 +859,7 @@ async fn impact_counts_what_a_candidate_would_change_on_stored_files() {
         json!([{ "field": "payer_name", "claims_changed": 3, "percent": 100.0 }])
     );
     for value in ["IMP1", "IMP2", "PAYER", "ZZM"] {
-        assert!(!impact.body.contains(value), "{value} in {}", impact.body);
+        assert!(!impact.body.contains(value), "{value} in the impact answer");
     }
     let v3 = ed
         .as_admin(
