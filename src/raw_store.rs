@@ -85,6 +85,44 @@ impl std::fmt::Debug for RawFileWriter {
     }
 }
 
+/// A raw file written by an async producer (an HTTPS body, an SFTP transfer): chunks go
+/// through a bounded channel to a blocking thread that encrypts, hashes and writes them,
+/// so memory stays flat and back-pressure reaches the sender.
+pub struct RawFileStream {
+    sender: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    writing: tokio::task::JoinHandle<Result<RawFileWriter, RawStoreError>>,
+}
+
+impl RawFileStream {
+    /// Starts the writing thread for `writer`.
+    pub fn start(mut writer: RawFileWriter) -> Self {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let writing = tokio::task::spawn_blocking(move || {
+            while let Some(chunk) = receiver.blocking_recv() {
+                writer.write(&chunk)?;
+            }
+            Ok(writer)
+        });
+        Self { sender, writing }
+    }
+
+    /// Queues `chunk`; `false` when the writing thread has stopped (its error comes
+    /// from [`RawFileStream::finish`]).
+    pub async fn send(&self, chunk: bytes::Bytes) -> bool {
+        self.sender.send(chunk).await.is_ok()
+    }
+
+    /// Waits for everything queued to be written; returns the writer, to be committed
+    /// (or dropped, which removes the partial file).
+    pub async fn finish(self) -> Result<RawFileWriter, RawStoreError> {
+        drop(self.sender);
+        self.writing.await.map_err(|_| RawStoreError::Io {
+            path: "raw file writer thread".into(),
+            kind: io::ErrorKind::Interrupted,
+        })?
+    }
+}
+
 impl RawFileWriter {
     /// The file's id.
     pub fn file_id(&self) -> &str {

@@ -311,6 +311,15 @@ impl From<crate::keyring::KeyringError> for ApiError {
     }
 }
 
+impl From<crate::ingest::IntakeError> for ApiError {
+    fn from(e: crate::ingest::IntakeError) -> Self {
+        match e {
+            crate::ingest::IntakeError::Store(store) => store.into(),
+            crate::ingest::IntakeError::RawStore(raw) => Self::internal(raw),
+        }
+    }
+}
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;

@@ -63,6 +63,18 @@ pub struct AppState {
     pub ingest_wake: Arc<tokio::sync::Notify>,
 }
 
+impl AppState {
+    /// Where received files are recorded.
+    pub fn intake(&self) -> crate::ingest::Intake {
+        crate::ingest::Intake {
+            store: self.store.clone(),
+            raw: self.raw.clone(),
+            metrics: self.metrics.clone(),
+            wake: self.ingest_wake.clone(),
+        }
+    }
+}
+
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -145,6 +157,7 @@ pub static ROUTES: &[Route] = &[
     route!(DELETE "/v1/admin/principals/{name}/grants/{role}", Global(PrincipalsWrite), principals::revoke),
     route!(POST "/v1/admin/principals/{name}/keys", Global(PrincipalsWrite), principals::create_key),
     route!(POST "/v1/admin/principals/{name}/certificates", Global(PrincipalsWrite), principals::add_certificate),
+    route!(POST "/v1/admin/principals/{name}/ssh-keys", Global(PrincipalsWrite), principals::add_ssh_key),
     route!(DELETE "/v1/admin/keys/{key_id}", Global(PrincipalsWrite), principals::revoke_key),
     route!(POST "/v1/providers/{code}/break-glass", Tenant(EmergencyAccessRequest), break_glass::request),
     route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),

@@ -26,8 +26,8 @@ use super::error::ApiError;
 use crate::audit::{EventKind, Outcome};
 use crate::authz::{Access, Permission};
 use crate::providers::ProviderCode;
-use crate::raw_store::RawFileWriter;
-use crate::store::{NewUpload, UploadRow};
+use crate::raw_store::RawFileStream;
+use crate::store::UploadRow;
 
 /// Content types a claim file may be sent as.
 const FILE_TYPES: [&str; 10] = [
@@ -122,21 +122,15 @@ pub async fn create(
             return Ok(accepted_response(&earlier, false));
         }
     }
-    let writer = state
-        .raw
-        .begin(&provider)
-        .await
-        .map_err(ApiError::internal)?;
     // The body goes to a blocking thread that encrypts, hashes and writes it; the
     // channel's bound keeps memory flat (back-pressure reaches the client through TCP).
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
-    let writing = tokio::task::spawn_blocking(move || {
-        let mut writer: RawFileWriter = writer;
-        while let Some(chunk) = receiver.blocking_recv() {
-            writer.write(&chunk)?;
-        }
-        Ok::<_, crate::raw_store::RawStoreError>(writer)
-    });
+    let stream = RawFileStream::start(
+        state
+            .raw
+            .begin(&provider)
+            .await
+            .map_err(ApiError::internal)?,
+    );
     let mut failure = None;
     'receive: while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
@@ -160,7 +154,7 @@ pub async fn create(
             }
         };
         for piece in pieces {
-            if sender.send(piece).await.is_err() {
+            if !stream.send(piece).await {
                 break 'receive;
             }
         }
@@ -170,8 +164,7 @@ pub async fn create(
             failure = Some(multipart_error(e));
         }
     }
-    drop(sender);
-    let written = writing.await.map_err(ApiError::thread_stopped)?;
+    let written = stream.finish().await;
     let refuse = |state: &AppState, bytes: u64, error: ApiError, reason: &'static str| {
         state.metrics.refused(bytes);
         let mut event = caller.event_for(&access, EventKind::UploadRejected);
@@ -221,35 +214,16 @@ pub async fn create(
         )
         .await;
     }
-    let size = writer.received();
-    // A re-sent file: answer with the earlier upload, and keep no second copy (dropping
-    // the writer removes it).
-    if let Some(earlier) = state.store.upload_by_sha256(&provider, &sha256).await? {
-        drop(writer);
-        state.metrics.received(size, true);
-        return Ok(accepted_response(&earlier, false));
-    }
-    let stored = state.raw.commit(writer).await.map_err(ApiError::internal)?;
-    let mut event = caller.event_for(&access, EventKind::UploadReceived);
-    event.resource = Some(format!("upload:{}", stored.file_id));
     let (row, created) = state
-        .store
-        .create_upload(
+        .intake()
+        .record(
             &provider,
-            &NewUpload {
-                upload_id: &stored.file_id,
-                submitted_by: Some(caller.principal.id),
-                sha256: &sha256,
-                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-                idempotency_key: idempotency_key.as_deref(),
-            },
-            &event,
+            writer,
+            Some(caller.principal.id),
+            idempotency_key.as_deref(),
+            caller.event_for(&access, EventKind::UploadReceived),
         )
         .await?;
-    state.metrics.received(size, !created);
-    if created {
-        state.ingest_wake.notify_one();
-    }
     Ok(accepted_response(&row, created))
 }
 

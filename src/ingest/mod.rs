@@ -17,9 +17,83 @@ pub use metrics::Metrics;
 pub use runner::{Ending, RunError, Runner, RunnerSettings};
 pub use worker::spawn_workers;
 
+use std::sync::Arc;
+
 use time::format_description::well_known::Rfc3339;
 
-use crate::store::UploadRow;
+use crate::audit::AuditEvent;
+use crate::providers::ProviderCode;
+use crate::raw_store::{RawFileWriter, RawStore, RawStoreError};
+use crate::store::{NewUpload, Store, StoreError, UploadRow};
+
+/// Why a received file could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The raw store failed.
+    #[error(transparent)]
+    RawStore(#[from] RawStoreError),
+    /// The database failed (or refused: a disabled provider).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where every channel (HTTPS, SFTP) hands a completely received file: the raw store,
+/// the queue and the counters.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    /// The store.
+    pub store: Store,
+    /// The encrypted raw store.
+    pub raw: Arc<RawStore>,
+    /// Ingest counters.
+    pub metrics: Arc<Metrics>,
+    /// Wakes an idle worker when an upload is queued.
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Intake {
+    /// Records the file `writer` holds as an upload of `provider`, queued and audited
+    /// with `event` (its resource is set to the upload). The same file sent before (same
+    /// provider and SHA-256) is answered with the earlier upload and `false`, and no
+    /// second copy is kept.
+    pub async fn record(
+        &self,
+        provider: &ProviderCode,
+        writer: RawFileWriter,
+        submitted_by: Option<i64>,
+        idempotency_key: Option<&str>,
+        mut event: AuditEvent,
+    ) -> Result<(UploadRow, bool), IntakeError> {
+        let size = writer.received();
+        let sha256 = writer.sha256();
+        if let Some(earlier) = self.store.upload_by_sha256(provider, &sha256).await? {
+            drop(writer);
+            self.metrics.received(size, true);
+            return Ok((earlier, false));
+        }
+        let stored = self.raw.commit(writer).await?;
+        event.resource = Some(format!("upload:{}", stored.file_id));
+        let (row, created) = self
+            .store
+            .create_upload(
+                provider,
+                &NewUpload {
+                    upload_id: &stored.file_id,
+                    submitted_by,
+                    sha256: &sha256,
+                    size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+                    idempotency_key,
+                },
+                &event,
+            )
+            .await?;
+        self.metrics.received(size, !created);
+        if created {
+            self.wake.notify_one();
+        }
+        Ok((row, created))
+    }
+}
 
 /// The receipt of an upload as JSON.
 pub fn receipt_json(row: &UploadRow) -> serde_json::Value {
