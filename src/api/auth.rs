@@ -195,7 +195,10 @@ impl FromRequest for Caller {
                 },
                 Credential::Certificate(fingerprint) => state
                     .store
-                    .principal_by_certificate(&fingerprint)
+                    .principal_by_credential(
+                        crate::store::CredentialKind::Certificate,
+                        &fingerprint,
+                    )
                     .await?
                     .ok_or("unknown_certificate"),
             };

@@ -19,7 +19,7 @@ use crate::authz::{
     valid_principal_name,
 };
 use crate::providers::ProviderCode;
-use crate::store::{NewGrant, NewKey, NewPrincipal, PrincipalView};
+use crate::store::{NewCredential, NewGrant, NewKey, NewPrincipal, PrincipalView};
 
 fn time_text(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
@@ -61,6 +61,7 @@ struct PrincipalJson {
     grants: Vec<GrantView>,
     keys: Vec<KeyJson>,
     certificates: Vec<String>,
+    ssh_keys: Vec<String>,
 }
 
 impl From<PrincipalView> for PrincipalJson {
@@ -82,6 +83,7 @@ impl From<PrincipalView> for PrincipalJson {
                 })
                 .collect(),
             certificates: v.certificates,
+            ssh_keys: v.ssh_keys,
         }
     }
 }
@@ -480,7 +482,71 @@ pub async fn add_certificate(
     event.resource = Some(format!("principal:{name}/certificate:{fingerprint}"));
     state
         .store
-        .add_certificate(&admin, &name, &fingerprint, &event)
+        .add_credential(
+            &admin,
+            &name,
+            &NewCredential::Certificate {
+                fingerprint: &fingerprint,
+            },
+            &event,
+        )
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Body of `POST /v1/admin/principals/{name}/ssh-keys`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AddSshKey {
+    /// The public key as one OpenSSH line (`ssh-ed25519 AAAA… comment`; the comment is
+    /// not kept). ed25519 and ECDSA keys; RSA only in a build with `sftp-rsa-keys`.
+    public_key: String,
+}
+
+/// `POST /v1/admin/principals/{name}/ssh-keys`: the key now logs in to SFTP as the
+/// principal (the SSH user name must be the principal's name).
+pub async fn add_ssh_key(
+    caller: Caller,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    req: HttpRequest,
+    body: super::Body,
+) -> Result<HttpResponse, ApiError> {
+    let (access, admin) = principal_admin(&caller, &state).await?;
+    let request: AddSshKey = super::parse_json(&req, &body.0)?;
+    let invalid = |code| ApiError::InvalidField {
+        field: "public_key",
+        code,
+    };
+    let mut key = russh::keys::PublicKey::from_openssh(request.public_key.trim())
+        .map_err(|_| invalid("not_an_openssh_public_key"))?;
+    if !crate::sftp::accepted_key_algorithm(&key) {
+        return Err(invalid("key_algorithm_refused"));
+    }
+    key.set_comment("");
+    let line = key
+        .to_openssh()
+        .map_err(|_| invalid("not_an_openssh_public_key"))?;
+    let fingerprint = crate::sftp::fingerprint(&key);
+    let algorithm = key.algorithm().as_str().to_owned();
+    let mut event = caller.event_for(&access, EventKind::SshKeyMapped);
+    event.resource = Some(format!("principal:{name}/ssh-key:{fingerprint}"));
+    state
+        .store
+        .add_credential(
+            &admin,
+            &name,
+            &NewCredential::SshKey {
+                fingerprint: &fingerprint,
+                algorithm: &algorithm,
+                public_key: line.trim(),
+            },
+            &event,
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "principal": name.as_str(),
+        "fingerprint": fingerprint,
+        "algorithm": algorithm,
+    })))
 }

@@ -90,6 +90,25 @@ pub enum EventKind {
     /// A client certificate was mapped to a principal.
     #[serde(rename = "certificate.mapped")]
     CertificateMapped,
+    /// An SSH public key was mapped to a principal (SFTP).
+    #[serde(rename = "ssh_key.mapped")]
+    SshKeyMapped,
+    /// An SFTP session authenticated (its id is the event's request id).
+    #[serde(rename = "sftp.session_opened")]
+    SftpSessionOpened,
+    /// An SFTP session ended.
+    #[serde(rename = "sftp.session_closed")]
+    SftpSessionClosed,
+    /// An SFTP login was refused (unknown key, disabled principal, no upload grant, limits).
+    #[serde(rename = "sftp.login_refused")]
+    SftpLoginRefused,
+    /// An SFTP operation was refused (outside the jail, not allowed in the folder).
+    #[serde(rename = "sftp.refused")]
+    SftpRefused,
+    /// An SFTP file was not completed (connection lost mid-transfer, too large, a
+    /// temporary name never renamed): its bytes were discarded, never processed.
+    #[serde(rename = "sftp.upload_discarded")]
+    SftpUploadDiscarded,
     /// Emergency access was granted.
     #[serde(rename = "breakglass.granted")]
     BreakGlassGranted,
@@ -173,6 +192,12 @@ impl EventKind {
             Self::KeyCreated => "key.created",
             Self::KeyRevoked => "key.revoked",
             Self::CertificateMapped => "certificate.mapped",
+            Self::SshKeyMapped => "ssh_key.mapped",
+            Self::SftpSessionOpened => "sftp.session_opened",
+            Self::SftpSessionClosed => "sftp.session_closed",
+            Self::SftpLoginRefused => "sftp.login_refused",
+            Self::SftpRefused => "sftp.refused",
+            Self::SftpUploadDiscarded => "sftp.upload_discarded",
             Self::BreakGlassGranted => "breakglass.granted",
             Self::PhiRead => "phi.read",
             Self::ServerStarted => "server.started",

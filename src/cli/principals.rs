@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{ApiKey, PrincipalAdmin, PrincipalKind, Role, valid_principal_name};
 use crate::config::Settings;
 use crate::providers::ProviderCode;
-use crate::store::{NewGrant, NewKey, NewPrincipal};
+use crate::store::{NewCredential, NewGrant, NewKey, NewPrincipal};
 
 /// `claimgate principals …`
 #[derive(Debug, Subcommand)]
@@ -148,10 +148,12 @@ pub async fn run(settings: Settings, command: PrincipalsCommand) -> anyhow::Resu
                 let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
                 let fingerprint = hex::encode(digest.as_ref());
                 store
-                    .add_certificate(
+                    .add_credential(
                         &admin,
                         &name,
-                        &fingerprint,
+                        &NewCredential::Certificate {
+                            fingerprint: &fingerprint,
+                        },
                         &console_event(
                             EventKind::CertificateMapped,
                             format!("principal:{name}/certificate:{fingerprint}"),

@@ -195,6 +195,36 @@ pub struct PrincipalView {
     pub keys: Vec<KeyView>,
     /// SHA-256 fingerprints of its client certificates.
     pub certificates: Vec<String>,
+    /// OpenSSH SHA-256 fingerprints (`SHA256:…`) of its SFTP keys.
+    pub ssh_keys: Vec<String>,
+}
+
+/// A credential, other than an API key, that authenticates as a principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A TLS client certificate (HTTPS).
+    Certificate,
+    /// An SSH public key (SFTP).
+    SshKey,
+}
+
+/// A credential to map to a principal.
+#[derive(Debug, Clone, Copy)]
+pub enum NewCredential<'a> {
+    /// A client certificate: SHA-256 of its DER, 64 lowercase hex.
+    Certificate {
+        /// The fingerprint.
+        fingerprint: &'a str,
+    },
+    /// An SSH public key.
+    SshKey {
+        /// OpenSSH's `SHA256:` fingerprint.
+        fingerprint: &'a str,
+        /// Its algorithm (`ssh-ed25519`, `ecdsa-sha2-nistp256`, …).
+        algorithm: &'a str,
+        /// The key in OpenSSH's one-line form, without its comment.
+        public_key: &'a str,
+    },
 }
 
 /// An API key as administrators see it: never the secret or its hash.
@@ -561,18 +591,18 @@ impl Store {
         on_backend!(self, revoke_key(key_id, audit, &self.journal, now))
     }
 
-    /// Maps a client certificate's SHA-256 fingerprint (64 lowercase hex) to `name`.
-    pub async fn add_certificate(
+    /// Maps a client certificate or an SSH key to `name`.
+    pub async fn add_credential(
         &self,
         _: &PrincipalAdmin,
         name: &str,
-        fingerprint: &str,
+        credential: &NewCredential<'_>,
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
         on_backend!(
             self,
-            add_certificate(name, fingerprint, audit, &self.journal, now)
+            add_credential(name, credential, audit, &self.journal, now)
         )
     }
 
@@ -581,12 +611,13 @@ impl Store {
         on_backend!(self, api_key(id))
     }
 
-    /// The enabled principal a client certificate fingerprint maps to.
-    pub async fn principal_by_certificate(
+    /// The enabled principal a certificate or SSH key fingerprint maps to.
+    pub async fn principal_by_credential(
         &self,
+        kind: CredentialKind,
         fingerprint: &str,
     ) -> Result<Option<Principal>, StoreError> {
-        on_backend!(self, principal_by_certificate(fingerprint))
+        on_backend!(self, principal_by_credential(kind, fingerprint))
     }
 
     /// Every principal, by name.
@@ -887,6 +918,16 @@ impl Store {
         provider: &ProviderCode,
     ) -> Result<Option<String>, StoreError> {
         on_backend!(self, active_mapping(provider))
+    }
+
+    /// The provider's processed uploads (done or failed; ids, newest first, with whether
+    /// each has a 999), at most `limit`.
+    pub async fn finished_uploads(
+        &self,
+        provider: &ProviderCode,
+        limit: i64,
+    ) -> Result<Vec<(String, bool)>, StoreError> {
+        on_backend!(self, finished_uploads(provider, limit))
     }
 
     /// The provider's most recent processed uploads (ids, newest first), at most `limit`.

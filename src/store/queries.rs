@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            Batch, ClaimKey, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
+            Batch, ClaimKey, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
             StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
@@ -294,24 +294,34 @@ macro_rules! portable_queries {
             finish(tx, audit, journal, now).await
         }
 
-        pub(super) async fn add_certificate(
+        pub(super) async fn add_credential(
             pool: &$pool,
             name: &str,
-            fingerprint: &str,
+            credential: &NewCredential<'_>,
             audit: &AuditEvent,
             journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_write(pool).await?;
             let id = principal_id(&mut tx, name).await?;
-            sqlx::query(
-                "INSERT INTO client_certificates (fingerprint, principal_id, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(fingerprint)
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let insert = match credential {
+                NewCredential::Certificate { fingerprint } => sqlx::query(
+                    "INSERT INTO client_certificates (fingerprint, principal_id, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(*fingerprint)
+                .bind(id)
+                .bind(now),
+                NewCredential::SshKey { fingerprint, algorithm, public_key } => sqlx::query(
+                    "INSERT INTO ssh_keys (fingerprint, principal_id, created_at, algorithm, public_key) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(*fingerprint)
+                .bind(id)
+                .bind(now)
+                .bind(*algorithm)
+                .bind(*public_key),
+            };
+            insert.execute(&mut *tx).await?;
             finish(tx, audit, journal, now).await
         }
 
@@ -374,15 +384,24 @@ macro_rules! portable_queries {
             }))
         }
 
-        pub(super) async fn principal_by_certificate(
+        pub(super) async fn principal_by_credential(
             pool: &$pool,
+            kind: CredentialKind,
             fingerprint: &str,
         ) -> Result<Option<Principal>, StoreError> {
-            let Some(row) = sqlx::query(
-                "SELECT p.id, p.name, p.kind FROM client_certificates c \
-                 JOIN principals p ON p.id = c.principal_id \
-                 WHERE c.fingerprint = $1 AND p.disabled_at IS NULL",
-            )
+            let query = match kind {
+                CredentialKind::Certificate => sqlx::query(
+                    "SELECT p.id, p.name, p.kind FROM client_certificates c \
+                     JOIN principals p ON p.id = c.principal_id \
+                     WHERE c.fingerprint = $1 AND p.disabled_at IS NULL",
+                ),
+                CredentialKind::SshKey => sqlx::query(
+                    "SELECT p.id, p.name, p.kind FROM ssh_keys c \
+                     JOIN principals p ON p.id = c.principal_id \
+                     WHERE c.fingerprint = $1 AND p.disabled_at IS NULL",
+                ),
+            };
+            let Some(row) = query
             .bind(fingerprint)
             .fetch_optional(pool)
             .await?
@@ -445,12 +464,19 @@ macro_rules! portable_queries {
             .bind(id)
             .fetch_all(pool)
             .await?;
+            let ssh_keys = sqlx::query_scalar(
+                "SELECT fingerprint FROM ssh_keys WHERE principal_id = $1 ORDER BY fingerprint",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
             Ok(PrincipalView {
                 principal: principal_from(row, grants)?,
                 created_at: row.try_get("created_at")?,
                 disabled_at: row.try_get("disabled_at")?,
                 keys,
                 certificates,
+                ssh_keys,
             })
         }
 
@@ -1289,6 +1315,24 @@ macro_rules! portable_queries {
             .as_ref()
             .map(upload_from)
             .transpose()
+        }
+
+        /// The provider's processed uploads (done or failed), newest first, with whether
+        /// each has a 999 acknowledgement.
+        pub(super) async fn finished_uploads(
+            pool: &$pool,
+            provider: &ProviderCode,
+            limit: i64,
+        ) -> Result<Vec<(String, bool)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT u.upload_id, u.ack IS NOT NULL FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE p.code = $1 AND u.state IN ('done', 'failed') \
+                 ORDER BY u.finished_at DESC, u.upload_id LIMIT $2",
+            )
+            .bind(provider.as_str())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
         }
 
         /// How many uploads are waiting or being processed, by state.

@@ -283,17 +283,19 @@ async fn principals_and_api_keys(store: &Store) {
     // Certificates, key revocation and disabling.
     let fingerprint = "ab".repeat(32);
     store
-        .add_certificate(
+        .add_credential(
             &admin,
             "ops",
-            &fingerprint,
+            &claimgate::store::NewCredential::Certificate {
+                fingerprint: &fingerprint,
+            },
             &event(EventKind::CertificateMapped),
         )
         .await
         .unwrap();
     assert_eq!(
         store
-            .principal_by_certificate(&fingerprint)
+            .principal_by_credential(claimgate::store::CredentialKind::Certificate, &fingerprint)
             .await
             .unwrap()
             .map(|p| p.name),
@@ -310,7 +312,7 @@ async fn principals_and_api_keys(store: &Store) {
         .unwrap();
     assert!(
         store
-            .principal_by_certificate(&fingerprint)
+            .principal_by_credential(claimgate::store::CredentialKind::Certificate, &fingerprint)
             .await
             .unwrap()
             .is_none(),
