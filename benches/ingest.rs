@@ -40,7 +40,7 @@ use claimgate::store::{ClaimKey, ClaimRow, NewUpload, Store, pg_copy};
 use sqlx::Connection;
 
 mod common;
-use common::{CSV_MAPPING, Gen837, GenCsv, cpu_secs, env_u64, peak_rss_mib};
+use common::{CSV_MAPPING, Gen837, GenCsv, cpu_secs, env_u64, peak_rss_mib, reset_peak_rss};
 
 struct Target {
     settings: Settings,
@@ -404,11 +404,6 @@ async fn bare_sqlite(url: &str, rows: &[ClaimRow]) -> Timed {
     }
     tx.commit().await.unwrap();
     Timed::since(started, cpu)
-}
-
-/// Resets the process's peak RSS (Linux: `echo 5 > /proc/self/clear_refs`).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn main() {

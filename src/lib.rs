@@ -34,5 +34,6 @@ pub mod pipeline;
 pub mod protect;
 pub mod providers;
 pub mod raw_store;
+pub mod sftp;
 pub mod store;
 pub mod telemetry;

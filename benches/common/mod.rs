@@ -162,6 +162,12 @@ charge = { column = "CHARGE", required = true }
 service_from = { column = "DOS", transforms = [{ date = "MM/DD/YYYY" }] }
 "#;
 
+/// Resets the process's peak RSS (Linux: `echo 5 > /proc/self/clear_refs`).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak RSS in MiB (`VmHWM`).
 pub fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -54,9 +54,9 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
     use super::{
         audit::Filter, break_glass::BreakGlassRequest, claims::Search, data_keys::Destroy,
         mappings::ImpactQuery, mappings::MappingBody, mappings::PreviewQuery,
-        principals::AddCertificate, principals::CreateKey, principals::CreatePrincipal,
-        principals::GrantRequest, principals::RevokeQuery, providers::CreateProvider,
-        uploads::RejectsQuery,
+        principals::AddCertificate, principals::AddSshKey, principals::CreateKey,
+        principals::CreatePrincipal, principals::GrantRequest, principals::RevokeQuery,
+        providers::CreateProvider, uploads::RejectsQuery,
     };
     let plain = |summary, ok: u16| Doc {
         summary,
@@ -162,6 +162,11 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/v1/admin/principals/{name}/certificates") => with_body(
             "Map a client certificate to the principal",
             schema::<AddCertificate>,
+            201,
+        ),
+        ("POST", "/v1/admin/principals/{name}/ssh-keys") => with_body(
+            "Map an SSH public key to the principal (SFTP login)",
+            schema::<AddSshKey>,
             201,
         ),
         ("DELETE", "/v1/admin/keys/{key_id}") => plain("Revoke a key", 204),

@@ -72,6 +72,9 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
+    /// The SFTP listener could not start.
+    #[error(transparent)]
+    Sftp(#[from] crate::sftp::SftpError),
     /// The bootstrap credential could not be generated.
     #[error("cannot generate the bootstrap credential: {0}")]
     Bootstrap(#[from] crate::authz::api_key::RandomFailed),
@@ -81,6 +84,7 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     https_addr: SocketAddr,
+    sftp: Option<crate::sftp::SftpListener>,
     bootstrap_credential: Option<SecretString>,
     master_key_fingerprint: String,
     store: Store,
@@ -175,11 +179,33 @@ impl Application {
             source,
         })?;
 
+        let policy = Arc::new(policy);
+        let intake = crate::ingest::Intake {
+            store: store.clone(),
+            raw: raw.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+        };
+        let sftp = match settings.sftp.listen {
+            None => None,
+            Some(listen) => Some(
+                crate::sftp::SftpListener::start(
+                    &settings.sftp,
+                    listen,
+                    intake,
+                    policy.clone(),
+                    settings.ingest.max_upload_bytes,
+                    settings.auth.failure_window,
+                )
+                .await?,
+            ),
+        };
+
         let state = web::Data::new(AppState {
             store: store.clone(),
             signing_key: signing_key.clone(),
             keyring: keyring.clone(),
-            policy: Arc::new(policy),
+            policy,
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
             successes: crate::authz::SuccessLog::new(std::time::Duration::from_secs(3600)),
             readiness_timeout: settings.database.acquire_timeout,
@@ -216,6 +242,7 @@ impl Application {
         Ok(Self {
             server,
             https_addr,
+            sftp,
             bootstrap_credential,
             master_key_fingerprint: master_key.fingerprint(),
             store,
@@ -229,6 +256,11 @@ impl Application {
     /// The address the HTTPS listener is bound to.
     pub fn https_addr(&self) -> SocketAddr {
         self.https_addr
+    }
+
+    /// The address the SFTP listener is bound to, if it is enabled.
+    pub fn sftp_addr(&self) -> Option<SocketAddr> {
+        self.sftp.as_ref().map(crate::sftp::SftpListener::addr)
     }
 
     /// The dev bootstrap admin's API key, if this start created it. Returned once.
@@ -250,6 +282,9 @@ impl Application {
     /// counts and the stop, and signs a last checkpoint of the audit chain.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        if let Some(sftp) = &self.sftp {
+            sftp.stop();
+        }
         self.housekeeping.abort();
         // A worker stopped mid-upload leaves its lease; the upload resumes from its last
         // committed checkpoint at the next start (or in another instance).

@@ -348,10 +348,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(
         profile = ?settings.profile,
         address = %app.https_addr(),
+        sftp = %app
+            .sftp_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         tls_profile = ?settings.tls.profile,
         client_auth = ?settings.tls.client_auth,
         master_key = app.master_key_fingerprint(),
-        "claimgate listening (HTTPS only)"
+        "claimgate listening (HTTPS and SFTP only)"
     );
     if let Some(key) = app.take_bootstrap_credential() {
         println!(
@@ -405,6 +408,16 @@ async fn check_config(settings: Settings) -> anyhow::Result<()> {
         "ok: TLS certificate and key ({:?} profile)",
         settings.tls.profile
     );
+    if let Some(listen) = settings.sftp.listen {
+        let key = &settings.sftp.host_key_file;
+        let fingerprint = crate::sftp::host_key_fingerprint(key).with_context(|| {
+            format!(
+                "sftp.host_key_file: {} is not an ed25519 or ECDSA OpenSSH private key",
+                key.display()
+            )
+        })?;
+        println!("ok: SFTP host key {fingerprint} (listening on {listen})");
+    }
     match &settings.keys.master_key {
         MasterKeySource::File(path) if settings.profile == Profile::Dev && !path.exists() => {
             println!(

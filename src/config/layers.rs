@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{
     AuditSettings, AuthSettings, ClientAuth, DatabaseSettings, HttpSettings, IngestSettings,
     KeySettings, LogFormat, LogSettings, MasterKeySource, Profile, S3Settings, Settings,
-    TlsProfile, TlsSettings,
+    SftpSettings, TlsProfile, TlsSettings,
 };
 
 /// Prefix of environment variables that override settings.
@@ -104,6 +104,19 @@ struct RawSettings {
     audit: RawAudit,
     #[serde(default)]
     ingest: RawIngest,
+    #[serde(default)]
+    sftp: RawSftp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSftp {
+    enabled: Option<bool>,
+    listen: Option<SocketAddr>,
+    host_key_file: Option<PathBuf>,
+    max_sessions_per_provider: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_auth_failures: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -538,10 +551,44 @@ fn resolve(raw: RawSettings) -> Result<Settings, ConfigError> {
         },
     };
 
+    // SFTP is on by default in the dev profile (with the example host key) and off in
+    // production unless enabled with a host key of its own.
+    let sftp_enabled = raw.sftp.enabled.unwrap_or(dev);
+    let sftp = SftpSettings {
+        listen: sftp_enabled.then(|| {
+            raw.sftp
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 2222)))
+        }),
+        host_key_file: match raw.sftp.host_key_file {
+            Some(path) => path,
+            None if dev || !sftp_enabled => example("sftp_host_ed25519_key"),
+            None => return Err(ConfigError::Missing("sftp.host_key_file")),
+        },
+        max_sessions_per_provider: usize::try_from(positive(
+            raw.sftp.max_sessions_per_provider,
+            8,
+            "sftp.max_sessions_per_provider",
+        )?)
+        .unwrap_or(usize::MAX),
+        idle_timeout: Duration::from_secs(positive(
+            raw.sftp.idle_timeout_secs,
+            300,
+            "sftp.idle_timeout_secs",
+        )?),
+        max_auth_failures: u32::try_from(positive(
+            raw.sftp.max_auth_failures,
+            10,
+            "sftp.max_auth_failures",
+        )?)
+        .unwrap_or(u32::MAX),
+    };
+
     Ok(Settings {
         profile,
         data_dir,
         http,
+        sftp,
         tls,
         database,
         keys: KeySettings {

@@ -73,6 +73,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// HTTPS listener and request limits.
     pub http: HttpSettings,
+    /// The SFTP listener.
+    pub sftp: SftpSettings,
     /// Certificates and TLS policy.
     pub tls: TlsSettings,
     /// Database connection.
@@ -108,6 +110,21 @@ pub struct HttpSettings {
     pub max_connections_per_ip: usize,
     /// Time allowed to send the request head.
     pub request_head_timeout: Duration,
+}
+
+/// The embedded SFTP server (provider accounts are principals with SSH keys).
+#[derive(Debug, Clone)]
+pub struct SftpSettings {
+    /// Address to listen on (port 0 picks a free port); `None`: no SFTP listener.
+    pub listen: Option<SocketAddr>,
+    /// The server's host key (OpenSSH private key file, ed25519 or ECDSA).
+    pub host_key_file: PathBuf,
+    /// Most simultaneous sessions of one provider.
+    pub max_sessions_per_provider: usize,
+    /// A session idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Refused logins allowed per client address in `auth.failure_window`.
+    pub max_auth_failures: u32,
 }
 
 /// Certificates and TLS policy.

@@ -58,6 +58,21 @@ pub fn production_problems(settings: &Settings) -> Vec<String> {
             "ingest.s3.allow_http: a plain-HTTP object store is for local tests only".to_owned(),
         );
     }
+    if settings.sftp.listen.is_some() {
+        let key = &settings.sftp.host_key_file;
+        if crate::sftp::host_key_fingerprint(key).as_deref() == Some(DEV_SFTP_HOST_KEY) {
+            problems.push(format!(
+                "sftp.host_key_file: {} is the public example host key; make one with ssh-keygen -t ed25519",
+                key.display()
+            ));
+        }
+        if let Some(mode) = loose_mode(key) {
+            problems.push(format!(
+                "sftp.host_key_file: {} is readable by group or others (mode {mode:04o}); chmod 600 it",
+                key.display()
+            ));
+        }
+    }
     if settings.uses_sqlite() && !settings.database.allow_sqlite {
         problems.push(
             "database.url: SQLite is not allowed in production; use PostgreSQL or set database.allow_sqlite = true"
@@ -66,6 +81,9 @@ pub fn production_problems(settings: &Settings) -> Vec<String> {
     }
     problems
 }
+
+/// Fingerprint of `certs-example/sftp_host_ed25519_key`, whose private half is public.
+const DEV_SFTP_HOST_KEY: &str = "SHA256:Os1UuPlSdF74OwNb17ErAr8VmvgB0An1Xi7HroqJoxI";
 
 /// The permission bits of `path` if group or others have any access to it.
 fn loose_mode(path: &Path) -> Option<u32> {

@@ -26,15 +26,22 @@ pub fn config_dir(extra: &str) -> tempfile::TempDir {
     let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
     let config = format!(
         "data_dir = \"{data}\"\n{extra}\n[http]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
-         [auth]\npolicy_model_file = \"{model}\"\npolicy_file = \"{policy}\"\n",
+         [auth]\npolicy_model_file = \"{model}\"\npolicy_file = \"{policy}\"\n\
+         [sftp]\nlisten = \"127.0.0.1:0\"\nhost_key_file = \"{host_key}\"\n",
         data = dir.path().join("data").display(),
         cert = certs.join("server.pem").display(),
         key = certs.join("server.key").display(),
         model = policies.join("model.conf").display(),
         policy = policies.join("policy.csv").display(),
+        host_key = host_key().display(),
     );
     std::fs::write(dir.path().join("claimgate.toml"), config).unwrap();
     dir
+}
+
+/// The example SFTP host key.
+pub fn host_key() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("certs-example/sftp_host_ed25519_key")
 }
 
 /// A store (journaling like the gateway) and keyring over the database and master key of
@@ -484,6 +491,11 @@ pub fn test_env(
         ("CLAIMGATE_DATA_DIR".into(), dir.display().to_string()),
         ("CLAIMGATE_HTTP__LISTEN".into(), "127.0.0.1:0".into()),
         ("CLAIMGATE_HTTP__WORKERS".into(), "2".into()),
+        ("CLAIMGATE_SFTP__LISTEN".into(), "127.0.0.1:0".into()),
+        (
+            "CLAIMGATE_SFTP__HOST_KEY_FILE".into(),
+            host_key().display().to_string(),
+        ),
         (
             "CLAIMGATE_TLS__CERT_FILE".into(),
             certs.join("server.pem").display().to_string(),
@@ -520,6 +532,7 @@ pub fn test_env(
 /// A running gateway.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub sftp: Option<SocketAddr>,
     pub admin_key: String,
     pub settings: Settings,
     handle: actix_web::dev::ServerHandle,
@@ -559,6 +572,7 @@ impl TestApp {
     ) -> Self {
         let mut app = Application::build(&settings).await.unwrap();
         let addr = app.https_addr();
+        let sftp = app.sftp_addr();
         let admin_key = app
             .take_bootstrap_credential()
             .unwrap()
@@ -568,6 +582,7 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped());
         Self {
             addr,
+            sftp,
             admin_key,
             settings,
             handle,

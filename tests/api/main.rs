@@ -22,6 +22,7 @@ mod mappings;
 mod postgres_roles;
 mod raw_store;
 mod readiness;
+mod sftp;
 mod startup;
 mod store;
 mod tls;

@@ -70,7 +70,7 @@ impl Editor {
 /// A file of the public corpus (`../shared/corpus`, or `CLAIMGATE_TEST_CORPUS`) with its
 /// figures from independent X12 tools (`expected.json`, "naive"); `None`, said on stderr,
 /// where there is no corpus.
-fn corpus_file(name: &str) -> Option<(Vec<u8>, serde_json::Value)> {
+pub(super) fn corpus_file(name: &str) -> Option<(Vec<u8>, serde_json::Value)> {
     let dir = std::env::var_os("CLAIMGATE_TEST_CORPUS")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
