@@ -7,7 +7,10 @@
 //! (no workers), so only intake is measured. Prints MB/s, the SFTP/HTTPS ratio (goal: at
 //! least 0.5) and the peak RSS of the process (the gateway and this small harness).
 //!
-//! Run: `cargo bench --bench intake` (needs `curl`, `sftp` and `ssh-keygen`).
+//! Run: `cargo bench --bench intake` (needs `curl`, `sftp` and `ssh-keygen`). Client and
+//! gateway share the machine's cores, so the clients' own work counts: OpenSSH's default
+//! cipher, chacha20-poly1305, costs its `ssh` process more than TLS's AES-GCM costs
+//! `curl`; `BENCH_SFTP_CIPHER=aes128-gcm@openssh.com` measures SFTP with AES-GCM too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
@@ -163,12 +166,17 @@ async fn https_upload(gw: &Gateway, file: &Path) -> f64 {
     secs
 }
 
-/// Seconds to `put` `file` with OpenSSH's `sftp` (its default cipher negotiation).
+/// Seconds to `put` `file` with OpenSSH's `sftp`: its default cipher negotiation
+/// (chacha20-poly1305), or `BENCH_SFTP_CIPHER` (for example `aes128-gcm@openssh.com`).
 async fn sftp_upload(gw: &Gateway, file: &Path) -> f64 {
     let batch = gw.dir.path().join("batch");
     std::fs::write(&batch, format!("put {} bench.bin\n", file.display())).unwrap();
+    let mut sftp = tokio::process::Command::new("sftp");
+    if let Ok(cipher) = std::env::var("BENCH_SFTP_CIPHER") {
+        sftp.args(["-c", &cipher]);
+    }
     let started = Instant::now();
-    let out = tokio::process::Command::new("sftp")
+    let out = sftp
         .args(["-F", "/dev/null", "-b"])
         .arg(&batch)
         .args(["-P", &gw.sftp.to_string(), "-i"])
