@@ -20,7 +20,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::guard::RequestId;
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::authz::{Access, ParsedToken, Permission, Principal, Target};
+use crate::authz::{Access, ParsedToken, Permission, Principal, SoleProvider, Target};
 use crate::providers::ProviderCode;
 
 /// Longest `Authorization` header value considered (a real one is 88 bytes).
@@ -79,32 +79,17 @@ impl Caller {
         permission: Permission,
     ) -> Result<(Access, ProviderCode), ApiError> {
         let now = time::OffsetDateTime::now_utc();
-        let mut providers: Vec<&ProviderCode> = self
-            .principal
-            .grants
-            .iter()
-            .filter_map(|g| g.provider.as_ref())
-            .filter(|p| {
-                self.principal
-                    .authorize(&state.policy, permission, Target::Provider(p), now)
-                    .is_some()
-            })
-            .collect();
-        providers.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-        providers.dedup();
-        let global = self
-            .principal
-            .authorize(&state.policy, permission, Target::Global, now)
-            .is_some();
-        match providers.as_slice() {
-            [one] if !global => {
-                let code = (*one).clone();
+        match self.principal.sole_provider(&state.policy, permission, now) {
+            SoleProvider::One(Access {
+                provider: Some(code),
+                ..
+            }) => {
                 let access = self
                     .authorize(state, permission, Target::Provider(&code))
                     .await?;
                 Ok((access, code))
             }
-            [] if !global => {
+            SoleProvider::Nowhere => {
                 // Refused (and audited) by the policy: no grant holds the permission.
                 self.authorize(state, permission, Target::Global).await?;
                 Err(ApiError::Forbidden)

@@ -340,6 +340,48 @@ impl Principal {
             break_glass: grant.break_glass,
         })
     }
+
+    /// The one provider this principal holds `permission` for, with the access that
+    /// allows it. An upload's provider comes from the credential this way, on every
+    /// channel.
+    pub fn sole_provider(
+        &self,
+        policy: &Policy,
+        permission: Permission,
+        now: time::OffsetDateTime,
+    ) -> SoleProvider {
+        let mut held: Vec<Access> = self
+            .grants
+            .iter()
+            .filter_map(|g| g.provider.as_ref())
+            .filter_map(|p| self.authorize(policy, permission, Target::Provider(p), now))
+            .collect();
+        held.sort_unstable_by(|a, b| {
+            let (a, b) = (a.provider.as_ref(), b.provider.as_ref());
+            a.map(ProviderCode::as_str)
+                .cmp(&b.map(ProviderCode::as_str))
+        });
+        held.dedup_by(|a, b| a.provider == b.provider);
+        let global = self
+            .authorize(policy, permission, Target::Global, now)
+            .is_some();
+        match (held.pop(), held.is_empty(), global) {
+            (None, _, false) => SoleProvider::Nowhere,
+            (Some(access), true, false) => SoleProvider::One(access),
+            _ => SoleProvider::Ambiguous,
+        }
+    }
+}
+
+/// Which provider a credential acts for ([`Principal::sole_provider`]).
+#[derive(Debug, Clone)]
+pub enum SoleProvider {
+    /// It holds the permission for no provider.
+    Nowhere,
+    /// Exactly this one (the access names it).
+    One(Access),
+    /// Globally or for several providers: it cannot say which.
+    Ambiguous,
 }
 
 /// Capability: may change principals, grants, keys and certificates. Store functions that

@@ -30,7 +30,7 @@ use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
-use crate::authz::{FailureLimiter, Permission, Policy, Role, Target};
+use crate::authz::{Access, FailureLimiter, Permission, Policy, Role, SoleProvider};
 use crate::config::SftpSettings;
 use crate::ingest::Intake;
 use crate::providers::ProviderCode;
@@ -379,33 +379,19 @@ impl Connection {
             return Err(("user_does_not_match_key", Some(principal.id)));
         }
         let now = time::OffsetDateTime::now_utc();
-        let policy = &self.shared.policy;
-        let mut providers: Vec<(&ProviderCode, crate::authz::Access)> = principal
-            .grants
-            .iter()
-            .filter_map(|g| g.provider.as_ref())
-            .filter_map(|p| {
-                principal
-                    .authorize(policy, Permission::UploadsWrite, Target::Provider(p), now)
-                    .map(|access| (p, access))
-            })
-            .collect();
-        providers.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        providers.dedup_by(|a, b| a.0 == b.0);
-        let global = principal
-            .authorize(policy, Permission::UploadsWrite, Target::Global, now)
-            .is_some();
-        let [(provider, access)] = providers.as_slice() else {
+        let SoleProvider::One(Access {
+            role,
+            provider: Some(provider),
+            ..
+        }) = principal.sole_provider(&self.shared.policy, Permission::UploadsWrite, now)
+        else {
             return Err(("not_bound_to_one_provider", Some(principal.id)));
         };
-        if global {
-            return Err(("not_bound_to_one_provider", Some(principal.id)));
-        }
         let enabled = self
             .shared
             .intake
             .store
-            .provider(provider)
+            .provider(&provider)
             .await
             .map_err(|_| ("store_unavailable", Some(principal.id)))?
             .is_some_and(|p| !p.disabled);
@@ -415,8 +401,8 @@ impl Connection {
         Ok(Account {
             session: self.session.clone(),
             principal_id: principal.id,
-            role: access.role,
-            provider: (*provider).clone(),
+            role,
+            provider,
             client: self.client,
         })
     }
