@@ -334,6 +334,10 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::MappingRefused(code) => Self::MappingState(code),
             StoreError::ProviderDisabled => Self::ProviderDisabled,
             StoreError::AuditUnavailable => Self::AuditUnavailable,
+            StoreError::PurposeRequired => Self::InvalidField {
+                field: "purpose",
+                code: "purpose_required",
+            },
             other => Self::internal(other),
         }
     }

@@ -13,6 +13,7 @@ pub mod auth;
 mod break_glass;
 mod claims;
 mod data_keys;
+mod disclosures;
 pub mod error;
 pub mod guard;
 mod health;
@@ -172,6 +173,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/audit/verify", Global(AuditRead), audit::verify),
     route!(GET "/v1/audit/export", Global(AuditRead), audit::export),
     route!(GET "/v1/audit/export/manifest", Global(AuditRead), audit::manifest),
+    route!(POST "/v1/audit/disclosures", Global(AuditRead), disclosures::account),
 ];
 
 /// A request body read whole (the request guard has already bounded its size and rate),

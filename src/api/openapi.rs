@@ -52,11 +52,11 @@ const VERSION: &str = "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}";
 
 fn doc(method: &Method, path: &str) -> Option<Doc> {
     use super::{
-        audit::Filter, break_glass::BreakGlassRequest, claims::Search, data_keys::Destroy,
-        mappings::ImpactQuery, mappings::MappingBody, mappings::PreviewQuery,
-        principals::AddCertificate, principals::AddSshKey, principals::CreateKey,
-        principals::CreatePrincipal, principals::GrantRequest, principals::RevokeQuery,
-        providers::CreateProvider, uploads::RejectsQuery,
+        audit::Filter, break_glass::BreakGlassRequest, claims::PurposeParam, claims::Search,
+        data_keys::Destroy, disclosures::Accounting, mappings::ImpactQuery, mappings::MappingBody,
+        mappings::PreviewQuery, principals::AddCertificate, principals::AddSshKey,
+        principals::CreateKey, principals::CreatePrincipal, principals::GrantRequest,
+        principals::RevokeQuery, providers::CreateProvider, uploads::RejectsQuery,
     };
     let plain = |summary, ok: u16| Doc {
         summary,
@@ -175,13 +175,20 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
             schema::<BreakGlassRequest>,
             201,
         ),
-        ("GET", "/v1/providers/{code}/claims") => plain("The provider's stored claims", 200),
+        ("GET", "/v1/providers/{code}/claims") => Doc {
+            query: Some(schema::<PurposeParam>),
+            ..plain("The provider's stored claims (a recorded disclosure)", 200)
+        },
         ("POST", "/v1/providers/{code}/claims/search") => {
             with_body("Exact look-up through blind indexes", schema::<Search>, 200)
         }
-        ("GET", "/v1/providers/{code}/claims/{id:\\d{1,18}}") => {
-            plain("One claim with its PHI opened", 200)
-        }
+        ("GET", "/v1/providers/{code}/claims/{id:\\d{1,18}}") => Doc {
+            query: Some(schema::<PurposeParam>),
+            ..plain(
+                "One claim with its PHI opened, its lines and versions (a recorded disclosure)",
+                200,
+            )
+        },
         ("POST", "/v1/uploads") => Doc {
             body: Body::File,
             ..plain("Upload a claim file", 202)
@@ -215,6 +222,11 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
             query: Some(schema::<Filter>),
             ..plain("A signed manifest of an export", 200)
         },
+        ("POST", "/v1/audit/disclosures") => with_body(
+            "The accounting of disclosures for one member (JSON or CSV)",
+            schema::<Accounting>,
+            200,
+        ),
         _ => return None,
     })
 }

@@ -13,7 +13,7 @@ pub mod journal;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -115,6 +115,9 @@ pub enum EventKind {
     /// Identified claims were read.
     #[serde(rename = "phi.read")]
     PhiRead,
+    /// An accounting of disclosures was produced for one member.
+    #[serde(rename = "disclosures.accounted")]
+    DisclosuresAccounted,
     /// The gateway loaded its settings and started serving.
     #[serde(rename = "server.started")]
     ServerStarted,
@@ -200,6 +203,7 @@ impl EventKind {
             Self::SftpUploadDiscarded => "sftp.upload_discarded",
             Self::BreakGlassGranted => "breakglass.granted",
             Self::PhiRead => "phi.read",
+            Self::DisclosuresAccounted => "disclosures.accounted",
             Self::ServerStarted => "server.started",
             Self::ServerStopped => "server.stopped",
             Self::AuditRead => "audit.read",
@@ -262,6 +266,58 @@ pub struct AuditEvent {
     pub break_glass: bool,
     /// A stable reason code (for refusals), never free text.
     pub reason: Option<&'static str>,
+    /// Why PHI was read, as the reader stated it (PHI reads only; left out of the
+    /// canonical body when absent, so events written before it existed still verify).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
+}
+
+/// The purpose a PHI reader states for a read (45 CFR 164.528 asks an accounting of
+/// disclosures to give it). A fixed list, never free text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Treatment of the individual.
+    Treatment,
+    /// Payment (claims processing, coordination of benefits).
+    Payment,
+    /// Health care operations (quality, audits, business management).
+    Operations,
+    /// Research (under a waiver or authorization).
+    Research,
+    /// Legal: a court order, subpoena or law-enforcement request.
+    Legal,
+    /// Anything else; the reviewer follows it up.
+    Other,
+}
+
+impl Purpose {
+    /// Every purpose.
+    pub const ALL: [Self; 6] = [
+        Self::Treatment,
+        Self::Payment,
+        Self::Operations,
+        Self::Research,
+        Self::Legal,
+        Self::Other,
+    ];
+
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Treatment => "treatment",
+            Self::Payment => "payment",
+            Self::Operations => "operations",
+            Self::Research => "research",
+            Self::Legal => "legal",
+            Self::Other => "other",
+        }
+    }
+
+    /// The purpose named `code`.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.code() == code)
+    }
 }
 
 impl AuditEvent {
@@ -280,6 +336,7 @@ impl AuditEvent {
             phi: false,
             break_glass: false,
             reason: None,
+            purpose: None,
         }
     }
 

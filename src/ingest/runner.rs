@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
+
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::findings::Finding;
 use crate::keyring::{Keyring, KeyringError};
@@ -15,7 +18,9 @@ use crate::pipeline::{MappedClaim, MappingChoice, Summary, preview};
 use crate::protect::ClaimSealer;
 use crate::providers::ProviderCode;
 use crate::raw_store::{RawStore, RawStoreError};
-use crate::store::{Batch, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError, UploadCounts};
+use crate::store::{
+    Batch, BatchTurn, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError, UploadCounts,
+};
 
 use super::metrics::Metrics;
 
@@ -125,23 +130,34 @@ impl Runner {
             sender,
         };
         let thread = tokio::task::spawn_blocking(move || reading.run(mapping, reader, progress));
+        // Up to `concurrent_batches` commits in flight: on PostgreSQL the next batch's
+        // rows are written while the one before commits; each commits in turn.
+        let depth = self.store.concurrent_batches();
+        let mut commits = FuturesOrdered::new();
+        let mut after = job.checkpoint;
+        let mut previous = None;
         let mut outcome = None;
-        while let Some(step) = receiver.recv().await {
-            match step {
-                Step::Batch(batch) => {
-                    let started = Instant::now();
-                    self.store
-                        .commit_batch(
-                            &provider,
-                            &job.upload_id,
-                            owner,
-                            self.settings.lease,
-                            &batch,
-                        )
-                        .await?;
-                    self.metrics.batch(&batch, started.elapsed());
-                }
-                Step::End(end) => outcome = Some(end),
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                step = receiver.recv(), if reading && commits.len() < depth => match step {
+                    Some(Step::Batch(batch)) => {
+                        let (holding, next) = if depth > 1 {
+                            let (holding, next) = tokio::sync::oneshot::channel();
+                            (Some(holding), Some(next))
+                        } else {
+                            (None, None)
+                        };
+                        let turn = BatchTurn { after, previous: previous.take(), holding };
+                        previous = next;
+                        after = batch.checkpoint;
+                        commits.push_back(self.commit(&provider, job, owner, batch, turn));
+                    }
+                    Some(Step::End(end)) => outcome = Some(end),
+                    None => reading = false,
+                },
+                Some(committed) = commits.next(), if !commits.is_empty() => committed?,
+                else => break,
             }
         }
         thread.await.map_err(|_| RunError::Thread)?;
@@ -184,6 +200,28 @@ impl Runner {
             None
         };
         self.finish(job, owner, Ending::Done, ack.as_deref()).await
+    }
+
+    /// Commits one batch in its turn and counts it.
+    async fn commit(
+        &self,
+        provider: &ProviderCode,
+        job: &ClaimedUpload,
+        owner: &str,
+        batch: Batch,
+        turn: BatchTurn,
+    ) -> Result<(), StoreError> {
+        let started = Instant::now();
+        self.store
+            .commit_batch(
+                (provider, &job.upload_id, owner),
+                self.settings.lease,
+                &batch,
+                turn,
+            )
+            .await?;
+        self.metrics.batch(&batch, started.elapsed());
+        Ok(())
     }
 
     /// The 999 of an X12 upload: the raw file read again for its envelope, with the

@@ -17,7 +17,9 @@ mod upload_rows;
 pub use claim_rows::{
     ClaimKey, ClaimRow, IndexColumn, LineRow, SealedFileKey, SealedPhi, StoredPhi,
 };
-pub use upload_rows::{Batch, ClaimedUpload, NewUpload, RejectRow, UploadCounts, UploadRow};
+pub use upload_rows::{
+    Batch, BatchTurn, ClaimedUpload, NewUpload, RejectRow, UploadCounts, UploadRow,
+};
 
 use std::time::Duration;
 
@@ -86,9 +88,13 @@ pub enum StoreError {
     #[error("the data key was erased; seal again")]
     KeyErased,
     /// The worker no longer holds the upload's lease (it expired and another worker
-    /// took the upload over): nothing of this batch was written.
+    /// took the upload over), or the batch before this one was not committed: nothing of
+    /// this batch was written.
     #[error("the upload's lease was lost")]
     LeaseLost,
+    /// A PHI read was asked for without a stated purpose.
+    #[error("a PHI read needs a stated purpose")]
+    PurposeRequired,
     /// The provider is disabled: it sends no more files.
     #[error("the provider is disabled")]
     ProviderDisabled,
@@ -249,6 +255,67 @@ pub struct ClaimSummary {
     pub source_claim_id: String,
     /// When it was stored.
     pub created_at: OffsetDateTime,
+}
+
+/// One stored claim with its sealed PHI, its lines and its versions (a PHI reader's view).
+#[derive(Debug)]
+pub struct ClaimDetail {
+    /// Identity and sealed PHI.
+    pub phi: StoredPhi,
+    /// `professional` or `institutional`.
+    pub claim_type: String,
+    /// Frequency code (1, 7, 8, …).
+    pub frequency_code: String,
+    /// The claim a replacement or void refers to.
+    pub original_claim_id: Option<String>,
+    /// Total charge in cents.
+    pub total_charge_cents: Option<i64>,
+    /// The lines, in order.
+    pub lines: Vec<LineRow>,
+    /// Every stored version of the claim, oldest first.
+    pub versions: Vec<ClaimVersion>,
+}
+
+/// One stored version of a claim.
+#[derive(Debug)]
+pub struct ClaimVersion {
+    /// Stored id.
+    pub id: i64,
+    /// The upload it came from.
+    pub upload_id: String,
+    /// Its record number there.
+    pub record_no: i64,
+    /// Frequency code.
+    pub frequency_code: String,
+    /// When it was stored.
+    pub created_at: OffsetDateTime,
+    /// When a later version replaced it (`None`: it is the current one).
+    pub superseded_at: Option<OffsetDateTime>,
+    /// A replacement or void that matched no earlier claim.
+    pub unmatched: bool,
+}
+
+/// One recorded disclosure of identified claims, as the accounting of disclosures lists it.
+#[derive(Debug)]
+pub struct DisclosureRow {
+    /// Its id (named by the `phi.read` audit event of the read).
+    pub id: i64,
+    /// When.
+    pub occurred_at: OffsetDateTime,
+    /// Who (`None`: the operator console).
+    pub principal: Option<String>,
+    /// Under which role.
+    pub role: Option<String>,
+    /// The stated purpose.
+    pub purpose: String,
+    /// `claims.list`, `claim.read` or `claims.search`.
+    pub action: String,
+    /// The request's id.
+    pub request_id: Option<String>,
+    /// Allowed by a break-glass grant.
+    pub break_glass: bool,
+    /// The member's claims it touched (stored ids).
+    pub claim_ids: Vec<i64>,
 }
 
 /// One stored audit event.
@@ -692,7 +759,7 @@ impl Store {
         access: &PhiAccess,
         id: i64,
         audit: &AuditEvent,
-    ) -> Result<Option<StoredPhi>, StoreError> {
+    ) -> Result<Option<ClaimDetail>, StoreError> {
         let now = self.clock.now();
         on_backend!(
             self,
@@ -700,14 +767,35 @@ impl Store {
         )
     }
 
-    /// Ids of the provider's claims whose blind index in `column` is `index`.
+    /// Ids of the provider's claims whose blind index in `column` is `index`, recorded
+    /// as a disclosure for the purpose `audit` states and audited.
     pub async fn find_claims(
         &self,
         access: &PhiAccess,
-        column: IndexColumn,
-        index: &[u8],
+        (column, index): (IndexColumn, &[u8]),
+        audit: &AuditEvent,
     ) -> Result<Vec<i64>, StoreError> {
-        on_backend!(self, find_claims(&access.provider, column, index))
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            find_claims(&access.provider, (column, index), audit, &self.journal, now)
+        )
+    }
+
+    /// The accounting of disclosures for one member of `provider` (by the blind index of
+    /// the member id) in `[from, to)`, audited with `audit`.
+    pub async fn disclosures_for_member(
+        &self,
+        provider: &ProviderCode,
+        member_index: &[u8],
+        range: (OffsetDateTime, OffsetDateTime),
+        audit: &AuditEvent,
+    ) -> Result<Vec<DisclosureRow>, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            disclosures_for_member(provider, member_index, range, audit, &self.journal, now)
+        )
     }
 
     /// Up to `limit` of the provider's claims sealed by `key_id` (re-encryption).
@@ -841,20 +929,30 @@ impl Store {
     }
 
     /// Commits a batch with its checkpoint while `owner` holds the lease (extended by
-    /// `lease`); returns how many replacements or voids in it matched no earlier claim.
+    /// `lease`), in its `turn`; returns how many replacements or voids in it matched no
+    /// earlier claim.
     pub async fn commit_batch(
         &self,
-        provider: &ProviderCode,
-        upload_id: &str,
-        owner: &str,
+        (provider, upload_id, owner): (&ProviderCode, &str, &str),
         lease: Duration,
         batch: &Batch,
+        turn: BatchTurn,
     ) -> Result<i64, StoreError> {
         let now = self.clock.now();
         on_backend!(
             self,
-            commit_batch(provider, upload_id, owner, now + lease, batch, now)
+            commit_batch(provider, upload_id, owner, now + lease, batch, turn, now)
         )
+    }
+
+    /// How many batches of one upload are worth writing at once: two on PostgreSQL (one
+    /// backend writes its rows while the other finishes and commits), one on SQLite (a
+    /// single writer).
+    pub fn concurrent_batches(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite(_) => 1,
+            Backend::Postgres(_) => 2,
+        }
     }
 
     /// Marks an upload done (`failure` `None`) or failed with a code, with its 999

@@ -189,6 +189,25 @@ async fn lock_data_key(
     Ok(live.unwrap_or(false))
 }
 
+/// The checkpoint of upload `upload_id` while `owner` processes it, with the row locked
+/// until the transaction ends. A batch of the same upload that holds the row is waited
+/// for, and the checkpoint read is the one it committed (a plain `UPDATE … WHERE
+/// checkpoint = …` would instead skip the row on its older version without waiting).
+async fn lock_upload_checkpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    upload_id: &str,
+    owner: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT checkpoint FROM uploads WHERE upload_id = $1 AND lease_owner = $2 \
+         AND state = 'processing' FOR NO KEY UPDATE",
+    )
+    .bind(upload_id)
+    .bind(owner)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// Claims the oldest waiting upload, or one whose lease expired (its worker died), for
 /// `owner` until `lease_until`. `FOR UPDATE SKIP LOCKED`: concurrent workers never claim
 /// the same upload and never wait for each other.

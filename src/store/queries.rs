@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            Batch, ClaimKey, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
+            Batch, BatchTurn, ClaimDetail, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
             StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
@@ -896,10 +896,115 @@ macro_rules! portable_queries {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut event = audit.clone();
-            event.records = Some(claims.len() as u64);
+            let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
+            let event = record_disclosure_in(&mut tx, provider, audit, "claims.list", &ids, now).await?;
             finish(tx, &event, journal, now).await?;
             Ok(claims)
+        }
+
+        /// Records, inside `tx`, that the caller of `audit` read the identified claims
+        /// `ids` of `provider` with `action`, for the purpose `audit` states; returns the
+        /// event to append, naming the disclosure and counting its claims.
+        async fn record_disclosure_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            provider: &ProviderCode,
+            audit: &AuditEvent,
+            action: &str,
+            ids: &[i64],
+            now: OffsetDateTime,
+        ) -> Result<AuditEvent, StoreError> {
+            let purpose = audit.purpose.ok_or(StoreError::PurposeRequired)?;
+            let provider_id = provider_id_in(tx, provider).await?;
+            let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO phi_disclosures (occurred_at, provider_id, principal_id, role, purpose, action, \
+                 request_id, break_glass, claim_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(now)
+            .bind(provider_id)
+            .bind(audit.actor)
+            .bind(audit.role.map(|r| r.as_str()))
+            .bind(purpose.code())
+            .bind(action)
+            .bind(audit.request_id.as_deref())
+            .bind(audit.break_glass)
+            .bind(count)
+            .fetch_one(&mut **tx)
+            .await?;
+            for chunk in ids.chunks(1_000) {
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO phi_disclosed_claims (disclosure_id, provider_id, claim_id, member_index) SELECT ",
+                );
+                insert
+                    .push_bind(id)
+                    .push(", provider_id, id, member_index FROM claims WHERE provider_id = ")
+                    .push_bind(provider_id)
+                    .push(" AND id IN (");
+                let mut list = insert.separated(", ");
+                for claim in chunk {
+                    list.push_bind(*claim);
+                }
+                insert.push(")");
+                insert.build().execute(&mut **tx).await?;
+            }
+            let mut event = audit.clone();
+            event.resource = Some(format!("disclosure:{id}"));
+            event.records = Some(u64::try_from(count).unwrap_or(0));
+            event.phi = true;
+            Ok(event)
+        }
+
+        /// The recorded disclosures of `provider`'s claims whose member blind index is
+        /// `member_index`, from `from` (inclusive) to `to` (exclusive), oldest first, with
+        /// the claims of each that belong to that member; audited with `audit` in the
+        /// same transaction.
+        pub(super) async fn disclosures_for_member(
+            pool: &$pool,
+            provider: &ProviderCode,
+            member_index: &[u8],
+            (from, to): (OffsetDateTime, OffsetDateTime),
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<Vec<DisclosureRow>, StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let rows = sqlx::query(
+                "SELECT d.id, d.occurred_at, pr.name AS principal, d.role, d.purpose, d.action, \
+                 d.request_id, d.break_glass, dc.claim_id \
+                 FROM phi_disclosed_claims dc JOIN phi_disclosures d ON d.id = dc.disclosure_id \
+                 JOIN providers p ON p.id = dc.provider_id LEFT JOIN principals pr ON pr.id = d.principal_id \
+                 WHERE p.code = $1 AND dc.member_index = $2 AND d.occurred_at >= $3 AND d.occurred_at < $4 \
+                 ORDER BY d.id, dc.claim_id",
+            )
+            .bind(provider.as_str())
+            .bind(member_index)
+            .bind(from)
+            .bind(to)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut disclosures: Vec<DisclosureRow> = Vec::new();
+            for row in &rows {
+                let id: i64 = row.try_get("id")?;
+                let claim: i64 = row.try_get("claim_id")?;
+                match disclosures.last_mut() {
+                    Some(last) if last.id == id => last.claim_ids.push(claim),
+                    _ => disclosures.push(DisclosureRow {
+                        id,
+                        occurred_at: row.try_get("occurred_at")?,
+                        principal: row.try_get("principal")?,
+                        role: row.try_get("role")?,
+                        purpose: row.try_get("purpose")?,
+                        action: row.try_get("action")?,
+                        request_id: row.try_get("request_id")?,
+                        break_glass: row.try_get("break_glass")?,
+                        claim_ids: vec![claim],
+                    }),
+                }
+            }
+            let mut event = audit.clone();
+            event.records = Some(disclosures.len() as u64);
+            finish(tx, &event, journal, now).await?;
+            Ok(disclosures)
         }
 
         async fn provider_id_in(
@@ -972,11 +1077,12 @@ macro_rules! portable_queries {
             audit: &AuditEvent,
             journal: &Journal,
             now: OffsetDateTime,
-        ) -> Result<Option<StoredPhi>, StoreError> {
+        ) -> Result<Option<ClaimDetail>, StoreError> {
             let mut tx = begin_tenant(pool, provider).await?;
             let row = sqlx::query(
                 "SELECT c.id, c.upload_id, c.record_no, c.source_claim_id, c.data_key_id, \
-                 c.member_id, c.first_name, c.last_name, c.birth_date, c.address, c.city, c.zip, c.created_at \
+                 c.member_id, c.first_name, c.last_name, c.birth_date, c.address, c.city, c.zip, c.created_at, \
+                 c.claim_type, c.frequency_code, c.original_claim_id, c.total_charge_cents \
                  FROM claims c JOIN providers p ON p.id = c.provider_id WHERE p.code = $1 AND c.id = $2",
             )
                 .bind(provider.as_str())
@@ -987,16 +1093,83 @@ macro_rules! portable_queries {
                 return Ok(None);
             };
             let phi = stored_phi_from(&row)?;
-            finish(tx, audit, journal, now).await?;
-            Ok(Some(phi))
+            let lines = sqlx::query(
+                "SELECT line_number, service_from, service_through, procedure_code, modifiers, revenue_code, \
+                 ndc, units_milli, charge_cents, paid_cents, allowed_cents, rendering_npi, place_of_service \
+                 FROM claim_lines WHERE upload_id = $1 AND record_no = $2 ORDER BY ordinal",
+            )
+            .bind(&phi.key.upload_id)
+            .bind(phi.key.record_no)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|l| {
+                Ok(LineRow {
+                    line_number: l.try_get("line_number")?,
+                    service_from: l.try_get("service_from")?,
+                    service_through: l.try_get("service_through")?,
+                    procedure_code: l.try_get("procedure_code")?,
+                    modifiers: l.try_get("modifiers")?,
+                    revenue_code: l.try_get("revenue_code")?,
+                    ndc: l.try_get("ndc")?,
+                    units_milli: l.try_get("units_milli")?,
+                    charge_cents: l.try_get("charge_cents")?,
+                    paid_cents: l.try_get("paid_cents")?,
+                    allowed_cents: l.try_get("allowed_cents")?,
+                    rendering_npi: l.try_get("rendering_npi")?,
+                    place_of_service: l.try_get("place_of_service")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            // The versions: every stored claim of the provider with this claim id, or
+            // correcting it, or the claim this one corrects.
+            let original: Option<String> = row.try_get("original_claim_id")?;
+            let versions = sqlx::query(
+                "SELECT c.id, c.upload_id, c.record_no, c.frequency_code, c.created_at, c.superseded_at, c.unmatched \
+                 FROM claims c JOIN providers p ON p.id = c.provider_id WHERE p.code = $1 \
+                 AND (c.source_claim_id IN ($2, $3) OR c.original_claim_id IN ($2, $3)) ORDER BY c.id",
+            )
+            .bind(provider.as_str())
+            .bind(&phi.source_claim_id)
+            .bind(original.as_deref().unwrap_or(phi.source_claim_id.as_str()))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|v| {
+                Ok(ClaimVersion {
+                    id: v.try_get("id")?,
+                    upload_id: v.try_get("upload_id")?,
+                    record_no: v.try_get("record_no")?,
+                    frequency_code: v.try_get("frequency_code")?,
+                    created_at: v.try_get("created_at")?,
+                    superseded_at: v.try_get("superseded_at")?,
+                    unmatched: v.try_get("unmatched")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let detail = ClaimDetail {
+                claim_type: row.try_get("claim_type")?,
+                frequency_code: row.try_get("frequency_code")?,
+                original_claim_id: original,
+                total_charge_cents: row.try_get("total_charge_cents")?,
+                phi,
+                lines,
+                versions,
+            };
+            let event = record_disclosure_in(&mut tx, provider, audit, "claim.read", &[id], now).await?;
+            finish(tx, &event, journal, now).await?;
+            Ok(Some(detail))
         }
 
-        /// Ids of the provider's claims whose blind index `column` equals `index`.
+        /// Ids of the provider's claims whose blind index `column` equals `index`,
+        /// recorded as a disclosure and audited with `audit`.
         pub(super) async fn find_claims(
             pool: &$pool,
             provider: &ProviderCode,
-            column: IndexColumn,
-            index: &[u8],
+            (column, index): (IndexColumn, &[u8]),
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
         ) -> Result<Vec<i64>, StoreError> {
             let sql = match column {
                 IndexColumn::Member => "SELECT c.id FROM claims c JOIN providers p ON p.id = c.provider_id \
@@ -1005,12 +1178,13 @@ macro_rules! portable_queries {
                      WHERE p.code = $1 AND c.person_index = $2 ORDER BY c.id",
             };
             let mut tx = begin_tenant(pool, provider).await?;
-            let ids = sqlx::query_scalar(sql)
+            let ids: Vec<i64> = sqlx::query_scalar(sql)
                 .bind(provider.as_str())
                 .bind(index)
                 .fetch_all(&mut *tx)
                 .await?;
-            tx.commit().await?;
+            let event = record_disclosure_in(&mut tx, provider, audit, "claims.search", &ids, now).await?;
+            finish(tx, &event, journal, now).await?;
             Ok(ids)
         }
 
@@ -1346,7 +1520,14 @@ macro_rules! portable_queries {
 
         /// Commits one batch of an upload: its claims (and their versions), its rejects,
         /// its checkpoint and counts, all in one transaction, if `owner` still holds the
-        /// lease (which is extended to `lease_until`).
+        /// lease (which is extended to `lease_until`) and the checkpoint is still
+        /// `turn.after`.
+        ///
+        /// The rows are written first, which may happen while the batch before is still
+        /// being committed; the upload row is updated only once that batch holds it (so
+        /// this one waits for its commit), and the versions are resolved after that, when
+        /// the claims of every earlier batch are visible.
+        #[allow(clippy::too_many_arguments)]
         pub(super) async fn commit_batch(
             pool: &$pool,
             provider: &ProviderCode,
@@ -1354,18 +1535,31 @@ macro_rules! portable_queries {
             owner: &str,
             lease_until: OffsetDateTime,
             batch: &Batch,
+            turn: BatchTurn,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
             let mut tx = begin_tenant(pool, provider).await?;
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            if !batch.claims.is_empty() {
+                insert_claims_in(&mut tx, provider_id, &batch.claims, now).await?;
+            }
+            if let Some(previous) = turn.previous {
+                if previous.await.is_err() {
+                    tx.rollback().await?;
+                    return Err(StoreError::LeaseLost);
+                }
+            }
+            if lock_upload_checkpoint(&mut tx, upload_id, owner).await? != Some(turn.after) {
+                tx.rollback().await?;
+                return Err(StoreError::LeaseLost);
+            }
             let c = &batch.counts;
-            let held = sqlx::query(
-                "UPDATE uploads SET checkpoint = $3, lease_expires_at = $4, records = $5, accepted = $6, \
-                 rejected = $7, skipped = $8, claims = $9, lines = $10, replaced = $11, voided = $12, \
-                 total_charge_cents = $13, line_charge_cents = $14 \
-                 WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing' AND checkpoint <= $3",
+            sqlx::query(
+                "UPDATE uploads SET checkpoint = $2, lease_expires_at = $3, records = $4, accepted = $5, \
+                 rejected = $6, skipped = $7, claims = $8, lines = $9, replaced = $10, voided = $11, \
+                 total_charge_cents = $12, line_charge_cents = $13 WHERE upload_id = $1",
             )
             .bind(upload_id)
-            .bind(owner)
             .bind(batch.checkpoint)
             .bind(lease_until)
             .bind(c.records)
@@ -1380,25 +1574,28 @@ macro_rules! portable_queries {
             .bind(c.line_charge_cents)
             .execute(&mut *tx)
             .await?;
-            if held.rows_affected() != 1 {
-                tx.rollback().await?;
-                return Err(StoreError::LeaseLost);
+            if let Some(holding) = turn.holding {
+                // The next batch may now queue behind this one's lock.
+                let _ = holding.send(());
             }
-            let provider_id = provider_id_in(&mut tx, provider).await?;
             let mut unmatched = 0;
             if !batch.claims.is_empty() {
-                insert_claims_in(&mut tx, provider_id, &batch.claims, now).await?;
                 let first = batch.claims.iter().map(|r| r.key.record_no).min().unwrap_or(0);
                 let last = batch.claims.iter().map(|r| r.key.record_no).max().unwrap_or(0);
                 // Earlier versions of these claims are superseded: the same claim id, or
-                // the claim a replacement or void names.
+                // the claim a replacement or void names. Earlier means an earlier record
+                // of the same file, or a claim stored before from another file (ids of
+                // one file's batches written at once interleave, so they order only
+                // across files).
                 sqlx::query(
                     "UPDATE claims SET superseded_at = $4 WHERE superseded_at IS NULL AND id IN ( \
                      SELECT o.id FROM claims n JOIN claims o ON o.provider_id = n.provider_id \
-                       AND o.source_claim_id = n.source_claim_id AND o.id < n.id \
+                       AND o.source_claim_id = n.source_claim_id AND o.id <> n.id \
+                       AND CASE WHEN o.upload_id = n.upload_id THEN o.record_no < n.record_no ELSE o.id < n.id END \
                        WHERE n.upload_id = $1 AND n.record_no BETWEEN $2 AND $3 AND n.provider_id = $5 \
                      UNION SELECT o.id FROM claims n JOIN claims o ON o.provider_id = n.provider_id \
-                       AND o.source_claim_id = n.original_claim_id AND o.id < n.id \
+                       AND o.source_claim_id = n.original_claim_id AND o.id <> n.id \
+                       AND CASE WHEN o.upload_id = n.upload_id THEN o.record_no < n.record_no ELSE o.id < n.id END \
                        WHERE n.upload_id = $1 AND n.record_no BETWEEN $2 AND $3 AND n.provider_id = $5 \
                        AND n.frequency_code IN ('7', '8'))",
                 )
@@ -1412,7 +1609,9 @@ macro_rules! portable_queries {
                 unmatched = sqlx::query(
                     "UPDATE claims SET unmatched = TRUE WHERE upload_id = $1 AND record_no BETWEEN $2 AND $3 \
                      AND provider_id = $4 AND frequency_code IN ('7', '8') AND NOT EXISTS ( \
-                       SELECT 1 FROM claims o WHERE o.provider_id = claims.provider_id AND o.id < claims.id \
+                       SELECT 1 FROM claims o WHERE o.provider_id = claims.provider_id AND o.id <> claims.id \
+                       AND CASE WHEN o.upload_id = claims.upload_id THEN o.record_no < claims.record_no \
+                         ELSE o.id < claims.id END \
                        AND (o.source_claim_id = claims.source_claim_id OR o.source_claim_id = claims.original_claim_id))",
                 )
                 .bind(upload_id)

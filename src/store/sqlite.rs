@@ -93,6 +93,22 @@ async fn lock_data_key(
     Ok(live.unwrap_or(false))
 }
 
+/// The checkpoint of upload `upload_id` while `owner` processes it (writers are
+/// serialised, so it holds until the transaction ends).
+async fn lock_upload_checkpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    upload_id: &str,
+    owner: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT checkpoint FROM uploads WHERE upload_id = $1 AND lease_owner = $2 AND state = 'processing'",
+    )
+    .bind(upload_id)
+    .bind(owner)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// Claims the oldest waiting upload, or one whose lease expired (its worker died), for
 /// `owner` until `lease_until`. `BEGIN IMMEDIATE` serialises claimers: one at a time
 /// finds and takes a job.

@@ -125,3 +125,18 @@ pub struct Batch {
     /// Cumulative counts up to `checkpoint`.
     pub counts: UploadCounts,
 }
+
+/// A batch's place in its upload's commit order. Batches of one upload may be written at
+/// the same time (PostgreSQL), but each takes the upload row's lock, and so commits, only
+/// after the batch before it holds that lock; each names the checkpoint it follows, so it
+/// commits only on top of the one before it.
+#[derive(Debug)]
+pub struct BatchTurn {
+    /// The checkpoint of the batch before this one (the upload's committed checkpoint for
+    /// the first batch of an attempt).
+    pub after: i64,
+    /// Fires once the batch before holds the upload row (`None`: none is in flight).
+    pub previous: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Fired once this batch holds the upload row.
+    pub holding: Option<tokio::sync::oneshot::Sender<()>>,
+}

@@ -331,7 +331,7 @@ async fn break_glass_on(backend: Backend) {
     let analyst = app
         .principal("ann", "person", json!([{ "role": "analyst" }]))
         .await;
-    let claims = "/v1/providers/acme/claims";
+    let claims = "/v1/providers/acme/claims?purpose=payment";
     assert_eq!(app.call(&analyst, "GET", claims, "").await.status, 403);
 
     let reason = "ZZREASON patient in ER, chart needed now";
@@ -433,7 +433,7 @@ async fn no_self_grants_and_security_admins_read_no_phi() {
         .principal("sec", "person", json!([{ "role": "security_admin" }]))
         .await;
     for (method, path) in [
-        ("GET", "/v1/providers/acme/claims"),
+        ("GET", "/v1/providers/acme/claims?purpose=payment"),
         ("POST", "/v1/providers/acme/break-glass"),
     ] {
         let body = if method == "POST" {
@@ -459,15 +459,25 @@ async fn no_self_grants_and_security_admins_read_no_phi() {
         .await;
     assert_eq!(grant.status, 204, "{grant:?}");
     assert_eq!(
-        app.call(&other, "GET", "/v1/providers/acme/claims", "")
-            .await
-            .status,
+        app.call(
+            &other,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            ""
+        )
+        .await
+        .status,
         200
     );
     assert_eq!(
-        app.call(&other, "GET", "/v1/providers/other/claims", "")
-            .await
-            .status,
+        app.call(
+            &other,
+            "GET",
+            "/v1/providers/other/claims?purpose=payment",
+            ""
+        )
+        .await
+        .status,
         403
     );
     // And revoke it: effective immediately.
@@ -481,9 +491,14 @@ async fn no_self_grants_and_security_admins_read_no_phi() {
         .await;
     assert_eq!(revoke.status, 204);
     assert_eq!(
-        app.call(&other, "GET", "/v1/providers/acme/claims", "")
-            .await
-            .status,
+        app.call(
+            &other,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            ""
+        )
+        .await
+        .status,
         403
     );
 
@@ -652,7 +667,12 @@ async fn postgres_tenancy_holds_in_the_database_and_an_unsafe_role_is_refused() 
         )
         .await;
     let listed = app
-        .call(&reader, "GET", "/v1/providers/acme/claims", "")
+        .call(
+            &reader,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            "",
+        )
         .await;
     assert_eq!(listed.status, 200);
     let body = listed.json();

@@ -189,9 +189,14 @@ async fn mixed_actions(app: &TestApp) -> String {
         .principal("ann", "person", json!([{ "role": "analyst" }]))
         .await;
     assert_eq!(
-        app.call(&analyst, "GET", "/v1/providers/acme/claims", "")
-            .await
-            .status,
+        app.call(
+            &analyst,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            ""
+        )
+        .await
+        .status,
         403
     );
     assert_eq!(
@@ -208,7 +213,12 @@ async fn mixed_actions(app: &TestApp) -> String {
         .await;
     assert_eq!(glass.status, 201);
     let read = app
-        .call(&analyst, "GET", "/v1/providers/acme/claims", "")
+        .call(
+            &analyst,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            "",
+        )
         .await;
     assert!(read.body.contains(CANARY), "the PHI read works");
     app.principal(

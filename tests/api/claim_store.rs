@@ -40,7 +40,12 @@ async fn sealed_and_opened_on(backend: Backend) {
         )
         .await;
     let listed = app
-        .call(&reader, "GET", "/v1/providers/acme/claims", "")
+        .call(
+            &reader,
+            "GET",
+            "/v1/providers/acme/claims?purpose=payment",
+            "",
+        )
         .await
         .json();
     let ids: Vec<i64> = listed
@@ -56,7 +61,7 @@ async fn sealed_and_opened_on(backend: Backend) {
         .call(
             &reader,
             "GET",
-            &format!("/v1/providers/acme/claims/{}", ids[0]),
+            &format!("/v1/providers/acme/claims/{}?purpose=payment", ids[0]),
             "",
         )
         .await;
@@ -86,7 +91,7 @@ async fn sealed_and_opened_on(backend: Backend) {
         app.call(
             &reader,
             "GET",
-            &format!("/v1/providers/acme/claims/{zeta_id}"),
+            &format!("/v1/providers/acme/claims/{zeta_id}?purpose=payment"),
             ""
         )
         .await
@@ -108,20 +113,23 @@ async fn sealed_and_opened_on(backend: Backend) {
             .await
         }
     };
-    let found = search(json!({ "member_id": "zzmem-ax" })).await;
+    let found = search(json!({ "member_id": "zzmem-ax", "purpose": "payment" })).await;
     assert_eq!(found.status, 200, "{found:?}");
     assert_eq!(found.json()["ids"], json!([ids[0]]));
     let found = search(
-        json!({ "last_name": "zzlast ay", "first_name": "ZZFIRSTAY", "birth_date": "1950-02-03" }),
+        json!({ "last_name": "zzlast ay", "first_name": "ZZFIRSTAY", "birth_date": "1950-02-03", "purpose": "treatment" }),
     )
     .await;
     assert_eq!(found.json()["ids"], json!([ids[1]]));
     let none = search(
-        json!({ "last_name": "ZZLASTAY", "first_name": "ZZFIRSTAY", "birth_date": "1950-02-04" }),
+        json!({ "last_name": "ZZLASTAY", "first_name": "ZZFIRSTAY", "birth_date": "1950-02-04", "purpose": "treatment" }),
     )
     .await;
     assert_eq!(none.json()["ids"], json!([]));
-    let bad = search(json!({ "member_id": "ZZBADMEMBER", "last_name": "ZZBADLAST" })).await;
+    let bad = search(
+        json!({ "member_id": "ZZBADMEMBER", "last_name": "ZZBADLAST", "purpose": "payment" }),
+    )
+    .await;
     assert_eq!(bad.status, 400);
     assert!(
         !bad.body.contains("ZZBAD"),
@@ -142,7 +150,7 @@ async fn sealed_and_opened_on(backend: Backend) {
         app.call(
             &analyst,
             "GET",
-            &format!("/v1/providers/acme/claims/{}", ids[0]),
+            &format!("/v1/providers/acme/claims/{}?purpose=payment", ids[0]),
             ""
         )
         .await
@@ -167,7 +175,7 @@ async fn sealed_and_opened_on(backend: Backend) {
             .call(
                 &reader,
                 "GET",
-                &format!("/v1/providers/acme/claims/{id}"),
+                &format!("/v1/providers/acme/claims/{id}?purpose=payment"),
                 "",
             )
             .await;
@@ -180,8 +188,8 @@ async fn sealed_and_opened_on(backend: Backend) {
         trail
             .iter()
             .filter(|e| e.kind == "phi.read")
-            .any(|e| e.body.contains("claim:")),
-        "each opened claim is audited"
+            .any(|e| e.body.contains("disclosure:") && e.body.contains(r#""purpose":"payment""#)),
+        "each opened claim is audited with its purpose and disclosure"
     );
     assert!(trail.iter().all(|e| !e.body.contains("ZZ")));
 }
@@ -406,7 +414,7 @@ async fn shredding_on(backend: Backend) {
         .call(
             &reader,
             "GET",
-            &format!("/v1/providers/acme/claims/{acme_id}"),
+            &format!("/v1/providers/acme/claims/{acme_id}?purpose=payment"),
             "",
         )
         .await;
@@ -417,7 +425,7 @@ async fn shredding_on(backend: Backend) {
             &reader,
             "POST",
             "/v1/providers/acme/claims/search",
-            r#"{"member_id":"ZZMEMS1"}"#,
+            r#"{"member_id":"ZZMEMS1","purpose":"payment"}"#,
         )
         .await;
     assert_eq!(search.status, 200, "{search:?}");
@@ -478,7 +486,7 @@ async fn shredding_on(backend: Backend) {
         .call(
             &reader,
             "GET",
-            &format!("/v1/providers/zeta/claims/{zeta_id}"),
+            &format!("/v1/providers/zeta/claims/{zeta_id}?purpose=payment"),
             "",
         )
         .await;
@@ -491,7 +499,7 @@ async fn shredding_on(backend: Backend) {
         app.call(
             &reader,
             "GET",
-            &format!("/v1/providers/acme/claims/{acme_id}"),
+            &format!("/v1/providers/acme/claims/{acme_id}?purpose=payment"),
             ""
         )
         .await
@@ -508,4 +516,256 @@ async fn shredding_one_provider_leaves_its_records_but_not_its_phi_sqlite() {
 #[tokio::test]
 async fn postgres_shredding_one_provider_leaves_its_records_but_not_its_phi() {
     shredding_on(Backend::Postgres).await;
+}
+
+async fn disclosures_on(backend: Backend) {
+    let Some(app) = TestApp::on(backend, "claim_store_disclosures", &[]).await else {
+        return;
+    };
+    app.provider("acme").await;
+    app.store_claims(
+        "acme",
+        "up1",
+        &[
+            phi_claim("D-1", "DQ"),
+            phi_claim("D-2", "DQ"),
+            phi_claim("D-3", "DR"),
+        ],
+    )
+    .await;
+    let reader = app
+        .principal(
+            "reader",
+            "person",
+            json!([{ "role": "phi_reader", "provider": "acme" }]),
+        )
+        .await;
+    let auditor = app
+        .principal("comp", "person", json!([{ "role": "compliance_auditor" }]))
+        .await;
+    let analyst = app
+        .principal(
+            "ann",
+            "person",
+            json!([{ "role": "analyst", "provider": "acme" }]),
+        )
+        .await;
+    let id = |source: &str| {
+        let app = &app;
+        let sql = format!("SELECT id FROM claims WHERE source_claim_id = '{source}'");
+        async move { app.count(&sql).await }
+    };
+    let (d1, d2, d3) = (id("D-1").await, id("D-2").await, id("D-3").await);
+    let code = |r: &Response| {
+        r.json()["error_code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let field = |r: &Response| {
+        let message = r.json()["message"].as_str().unwrap_or_default().to_owned();
+        if message.contains("`purpose`") {
+            "purpose".to_owned()
+        } else {
+            message
+        }
+    };
+
+    // Without a purpose, or with one off the list, nothing is read and nothing recorded.
+    for path in [
+        "/v1/providers/acme/claims".to_owned(),
+        format!("/v1/providers/acme/claims/{d1}"),
+        format!("/v1/providers/acme/claims/{d1}?purpose="),
+        format!("/v1/providers/acme/claims/{d1}?purpose=curiosity"),
+    ] {
+        let refused = app.call(&reader, "GET", &path, "").await;
+        assert_eq!(refused.status, 400, "{path}: {refused:?}");
+        assert_eq!(field(&refused), "purpose", "{refused:?}");
+        assert!(!refused.body.contains("ZZ"), "{refused:?}");
+    }
+    let unstated = app
+        .call(
+            &reader,
+            "POST",
+            "/v1/providers/acme/claims/search",
+            &json!({ "member_id": "ZZMEMDQ" }).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (unstated.status, code(&unstated).as_str()),
+        (400, "invalid_field"),
+        "{unstated:?}"
+    );
+    assert!(unstated.body.contains("purpose_required"), "{unstated:?}");
+    assert_eq!(app.count("SELECT count(*) FROM phi_disclosures").await, 0);
+
+    // With a purpose: a search (two claims of member DQ), one claim read, a list of all.
+    let found = app
+        .call(
+            &reader,
+            "POST",
+            "/v1/providers/acme/claims/search",
+            &json!({ "member_id": "ZZMEMDQ", "purpose": "treatment" }).to_string(),
+        )
+        .await;
+    assert_eq!(found.json()["ids"], json!([d1, d2]), "{found:?}");
+    let shown = app
+        .call(
+            &reader,
+            "GET",
+            &format!("/v1/providers/acme/claims/{d2}?purpose=payment"),
+            "",
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let claim = shown.json();
+    assert_eq!(claim["member_id"], "ZZMEMDQ");
+    assert_eq!(claim["lines"][0]["charge_cents"], 12_345);
+    assert_eq!(claim["versions"].as_array().unwrap().len(), 1);
+    assert_eq!(claim["versions"][0]["current"], true);
+    let listed = app
+        .call(
+            &reader,
+            "GET",
+            "/v1/providers/acme/claims?purpose=operations",
+            "",
+        )
+        .await;
+    assert_eq!(listed.json().as_array().unwrap().len(), 3);
+    // Member DR: only the list touched its claim.
+    let other = app
+        .call(
+            &reader,
+            "GET",
+            &format!("/v1/providers/acme/claims/{d3}?purpose=legal"),
+            "",
+        )
+        .await;
+    assert_eq!(other.status, 200);
+
+    // Every read is audited with its purpose and names its disclosure.
+    let audited = app
+        .count("SELECT count(*) FROM audit_events WHERE kind = 'phi.read'")
+        .await;
+    assert_eq!(audited, 4);
+    let accounting = |body: serde_json::Value, token: String| {
+        let app = &app;
+        async move {
+            app.call(&token, "POST", "/v1/audit/disclosures", &body.to_string())
+                .await
+        }
+    };
+    let dq = json!({ "provider": "acme", "member_id": "ZZMEMDQ" });
+    let report = accounting(dq.clone(), auditor.clone()).await;
+    assert_eq!(report.status, 200, "{report:?}");
+    assert_eq!(report.header("cache-control"), Some("no-store"));
+    let disclosures = report.json()["disclosures"].as_array().unwrap().clone();
+    let summary: Vec<(String, String, String, serde_json::Value)> = disclosures
+        .iter()
+        .map(|d| {
+            (
+                d["principal"].as_str().unwrap().to_owned(),
+                d["purpose"].as_str().unwrap().to_owned(),
+                d["action"].as_str().unwrap().to_owned(),
+                d["claim_ids"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "reader".into(),
+                "treatment".into(),
+                "claims.search".into(),
+                json!([d1, d2])
+            ),
+            (
+                "reader".into(),
+                "payment".into(),
+                "claim.read".into(),
+                json!([d2])
+            ),
+            (
+                "reader".into(),
+                "operations".into(),
+                "claims.list".into(),
+                json!([d1, d2])
+            ),
+        ],
+        "the member's claims only, in order: {report:?}"
+    );
+    assert!(
+        !report.body.contains("ZZMEMDQ"),
+        "no PHI echoed: {report:?}"
+    );
+    let dr = accounting(
+        json!({ "provider": "acme", "member_id": "ZZMEMDR", "format": "csv" }),
+        auditor.clone(),
+    )
+    .await;
+    assert_eq!(dr.status, 200, "{dr:?}");
+    assert!(dr.header("content-type").unwrap().starts_with("text/csv"));
+    let lines: Vec<&str> = dr.body.lines().collect();
+    assert_eq!(
+        lines[0],
+        "disclosure_id,occurred_at,principal,role,purpose,action,request_id,break_glass,claim_ids"
+    );
+    assert_eq!(lines.len(), 3, "the list and the read of D-3: {}", dr.body);
+    assert!(lines[1].contains("\"operations\"") && lines[1].contains(&format!("\"{d3}\"")));
+    assert!(lines[2].contains("\"legal\"") && lines[2].contains("\"claim.read\""));
+    // A range before the reads finds none; an unknown member none.
+    let before = accounting(
+        json!({ "provider": "acme", "member_id": "ZZMEMDQ", "to": "2020-01-01T00:00:00Z" }),
+        auditor.clone(),
+    )
+    .await;
+    assert_eq!(before.json()["disclosures"], json!([]));
+    let nobody = accounting(
+        json!({ "provider": "acme", "member_id": "ZZNOBODY" }),
+        auditor.clone(),
+    )
+    .await;
+    assert_eq!(nobody.json()["disclosures"], json!([]));
+    // The accounting is audited; only the compliance role may ask for it.
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE kind = 'disclosures.accounted'")
+            .await,
+        4
+    );
+    assert_eq!(accounting(dq.clone(), reader.clone()).await.status, 403);
+    assert_eq!(accounting(dq.clone(), analyst.clone()).await.status, 403);
+    // An analyst cannot reach the lookup API at all.
+    for path in [
+        "/v1/providers/acme/claims?purpose=research".to_owned(),
+        format!("/v1/providers/acme/claims/{d1}?purpose=research"),
+    ] {
+        assert_eq!(app.call(&analyst, "GET", &path, "").await.status, 403);
+    }
+    let search = app
+        .call(
+            &analyst,
+            "POST",
+            "/v1/providers/acme/claims/search",
+            &json!({ "member_id": "ZZMEMDQ", "purpose": "research" }).to_string(),
+        )
+        .await;
+    assert_eq!(search.status, 403);
+    // The records cannot be changed, even by the gateway's own database role.
+    let tampered = app
+        .try_sql("UPDATE phi_disclosures SET purpose = 'other'")
+        .await;
+    assert!(tampered.is_err(), "disclosures are append-only");
+    let erased = app.try_sql("DELETE FROM phi_disclosed_claims").await;
+    assert!(erased.is_err(), "disclosed claims are append-only");
+}
+
+#[tokio::test]
+async fn a_phi_read_needs_a_purpose_and_shows_in_the_accounting_of_disclosures_sqlite() {
+    disclosures_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_phi_read_needs_a_purpose_and_shows_in_the_accounting_of_disclosures() {
+    disclosures_on(Backend::Postgres).await;
 }

@@ -667,6 +667,19 @@ impl TestApp {
         }
     }
 
+    /// Runs SQL on the app's own database as the login user; its error, if any.
+    pub async fn try_sql(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let url = self.settings.database.url.expose_secret().to_owned();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+            sqlx::raw_sql(sql).execute(&mut conn).await.map(|_| ())
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            sqlx::raw_sql(sql).execute(&mut conn).await.map(|_| ())
+        }
+    }
+
     /// The single integer `sql` selects, from the app's own database.
     pub async fn count(&self, sql: &str) -> i64 {
         let url = self.settings.database.url.expose_secret().to_owned();

@@ -114,7 +114,7 @@ async fn end_to_end_on(backend: Backend) {
         .call(
             &ingest.reader,
             "GET",
-            &format!("/v1/providers/acme/claims/{c7}"),
+            &format!("/v1/providers/acme/claims/{c7}?purpose=payment"),
             "",
         )
         .await;
@@ -126,7 +126,7 @@ async fn end_to_end_on(backend: Backend) {
             &ingest.reader,
             "POST",
             "/v1/providers/acme/claims/search",
-            r#"{"member_id":"ZZMC7"}"#,
+            r#"{"member_id":"ZZMC7","purpose":"payment"}"#,
         )
         .await;
     assert_eq!(found.json()["ids"], json!([c7]));
@@ -384,6 +384,43 @@ async fn versions_on(backend: Backend) {
         "an unmatched replacement is kept and flagged"
     );
     assert_eq!(app.count("SELECT count(*) FROM claims_current").await, 5);
+
+    // Versions inside one file, across its batches (7 claims a batch; on PostgreSQL the
+    // next batch is written while the one before commits): the later record wins.
+    let mut claims: Vec<X12Claim> = (1..=30)
+        .map(|n| X12Claim::new(&format!("W{n}"), 1_000 + n))
+        .collect();
+    claims[11] = X12Claim::new("W2", 2_012);
+    let mut replacement = X12Claim::new("W1R", 3_020);
+    replacement.frequency = '7';
+    replacement.original = Some("W1".into());
+    claims[19] = replacement;
+    let mut void = X12Claim::new("W1R", 3_027);
+    void.frequency = '8';
+    claims[26] = void;
+    let fourth = upload(&ingest, &x12_837p(&claims)).await;
+    assert_eq!(fourth["state"], "done", "{fourth}");
+    assert_eq!(fourth["counts"]["unmatched"], 0, "{fourth}");
+    assert_eq!(
+        app.count("SELECT total_charge_cents FROM claims_current WHERE source_claim_id = 'W2'")
+            .await,
+        2_012,
+        "the second W2 of the file is current"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM claims_current WHERE source_claim_id IN ('W1', 'W1R') \
+             AND frequency_code = '8' AND total_charge_cents = 3027"
+        )
+        .await,
+        1,
+        "W1, replaced by W1R and W1R voided, all in one file: the void alone is current"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims_current WHERE source_claim_id LIKE 'W%'")
+            .await,
+        27
+    );
 }
 
 #[tokio::test]

@@ -156,7 +156,7 @@ async fn leak_test_on(backend: Backend) {
     let listed = call(
         reader.clone(),
         "GET",
-        "/v1/providers/acme/claims".into(),
+        "/v1/providers/acme/claims?purpose=payment".into(),
         String::new(),
     )
     .await;
@@ -164,7 +164,7 @@ async fn leak_test_on(backend: Backend) {
     let shown = call(
         reader.clone(),
         "GET",
-        format!("/v1/providers/acme/claims/{id}"),
+        format!("/v1/providers/acme/claims/{id}?purpose=payment"),
         String::new(),
     )
     .await;
@@ -178,7 +178,7 @@ async fn leak_test_on(backend: Backend) {
         reader.clone(),
         "POST",
         "/v1/providers/acme/claims/search".into(),
-        json!({ "member_id": "ZZMEMLEAKQ" }).to_string(),
+        json!({ "member_id": "ZZMEMLEAKQ", "purpose": "payment" }).to_string(),
     )
     .await;
     assert_eq!(found.json()["ids"].as_array().unwrap().len(), 2);
@@ -186,7 +186,7 @@ async fn leak_test_on(backend: Backend) {
         (
             reader.clone(),
             "GET",
-            format!("/v1/providers/acme/claims/{CANARY}"),
+            format!("/v1/providers/acme/claims/{CANARY}?purpose=payment"),
             String::new(),
         ),
         (
@@ -278,7 +278,7 @@ async fn leak_test_on(backend: Backend) {
         reader.clone(),
         "POST",
         "/v1/providers/acme/claims/search".into(),
-        json!({ "member_id": "ZZMLEAKQ7" }).to_string(),
+        json!({ "member_id": "ZZMLEAKQ7", "purpose": "payment" }).to_string(),
     )
     .await;
     assert_eq!(
