@@ -67,11 +67,21 @@ impl X12Path {
             );
         }
         let rest = rest.trim();
-        let seg_len = rest
-            .bytes()
-            .take_while(u8::is_ascii_alphanumeric)
-            .count()
-            .min(3);
+        // Element numbers are written with two digits (`N401`, `CLM05`, `SV101`), so a
+        // run of 4 or 5 letters and digits is a 2- or 3-character segment id and its
+        // element: `N401` is N4 element 1, not N40.
+        let run = rest.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        let seg_len = match run {
+            4 | 5
+                if rest
+                    .as_bytes()
+                    .get(run - 2..run)
+                    .is_some_and(|e| e.iter().all(u8::is_ascii_digit)) =>
+            {
+                run - 2
+            }
+            _ => run.min(3),
+        };
         let (segment, mut rest) = rest.split_at(seg_len.min(rest.len()));
         if !(2..=3).contains(&segment.len()) {
             return Err("a segment id is 2 or 3 characters");
@@ -1281,6 +1291,10 @@ mod tests {
             ("2010BA", b"NM1".as_slice(), Some(9))
         );
         assert_eq!(p.qualifier, Some((1, b"IL".to_vec())));
+        let n4 = X12Path::parse("2010BA N403").unwrap();
+        assert_eq!((n4.segment.as_slice(), n4.element), (&b"N4"[..], Some(3)));
+        let n3 = X12Path::parse("2010CA N301").unwrap();
+        assert_eq!((n3.segment.as_slice(), n3.element), (&b"N3"[..], Some(1)));
         let p = X12Path::parse("2400 SV101-3..6").unwrap();
         assert_eq!(p.components, Some((3, 6)));
         assert_eq!(
