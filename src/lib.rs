@@ -25,6 +25,8 @@ pub mod claims;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod deid;
+pub mod export;
 pub mod findings;
 pub mod formats;
 pub mod ingest;

@@ -97,6 +97,13 @@ impl ClaimSealer {
             }
             _ => None,
         };
+        let first_service = claim
+            .statement_from
+            .or_else(|| claim.lines.iter().filter_map(|l| l.service_from).min());
+        let deid_age = match (claim.birth_date.expose(), first_service) {
+            (Some(born), Some(on)) => crate::deid::age_on(*born, on),
+            _ => None,
+        };
         Ok(ClaimRow {
             key,
             source_claim_id: claim.source_claim_id.clone(),
@@ -148,6 +155,8 @@ impl ClaimSealer {
             phi,
             member_index,
             person_index,
+            deid_zip3: claim.zip.expose().as_deref().and_then(crate::deid::zip3),
+            deid_age,
             lines: claim
                 .lines
                 .iter()

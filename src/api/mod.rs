@@ -15,6 +15,7 @@ mod claims;
 mod data_keys;
 mod disclosures;
 pub mod error;
+mod exports;
 pub mod guard;
 mod health;
 mod mappings;
@@ -122,9 +123,9 @@ macro_rules! route {
 
 use Access::{Authenticated, Credential, Global, Public, Tenant};
 use Permission::{
-    AuditRead, ClaimsReadPhi, EmergencyAccessRequest, KeysManage, MappingsRead, MappingsWrite,
-    MetricsRead, PrincipalsRead, PrincipalsWrite, ProvidersRead, ProvidersWrite, UploadsRead,
-    UploadsWrite,
+    AuditRead, ClaimsReadDeidentified, ClaimsReadPhi, EmergencyAccessRequest, KeysManage,
+    MappingsRead, MappingsWrite, MetricsRead, PrincipalsRead, PrincipalsWrite, ProvidersRead,
+    ProvidersWrite, UploadsRead, UploadsWrite,
 };
 
 /// Every route of the API.
@@ -164,6 +165,8 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/v1/providers/{code}/claims", Tenant(ClaimsReadPhi), claims::list),
     route!(POST "/v1/providers/{code}/claims/search", Tenant(ClaimsReadPhi), claims::search),
     route!(GET "/v1/providers/{code}/claims/{id:\\d{1,18}}", Tenant(ClaimsReadPhi), claims::show),
+    route!(GET "/v1/providers/{code}/exports/medical_claim", Tenant(ClaimsReadDeidentified), exports::deidentified),
+    route!(GET "/v1/providers/{code}/exports/medical_claim/identified", Tenant(ClaimsReadPhi), exports::identified),
     route!(POST "/v1/uploads", Credential(UploadsWrite), uploads::create),
     route!(GET "/v1/uploads/{id}", Credential(UploadsRead), uploads::show),
     route!(GET "/v1/uploads/{id}/rejects", Credential(UploadsRead), uploads::rejects),

@@ -53,10 +53,11 @@ const VERSION: &str = "/v1/admin/providers/{code}/mappings/{version:\\d{1,9}}";
 fn doc(method: &Method, path: &str) -> Option<Doc> {
     use super::{
         audit::Filter, break_glass::BreakGlassRequest, claims::PurposeParam, claims::Search,
-        data_keys::Destroy, disclosures::Accounting, mappings::ImpactQuery, mappings::MappingBody,
-        mappings::PreviewQuery, principals::AddCertificate, principals::AddSshKey,
-        principals::CreateKey, principals::CreatePrincipal, principals::GrantRequest,
-        principals::RevokeQuery, providers::CreateProvider, uploads::RejectsQuery,
+        data_keys::Destroy, disclosures::Accounting, exports::ExportQuery, mappings::ImpactQuery,
+        mappings::MappingBody, mappings::PreviewQuery, principals::AddCertificate,
+        principals::AddSshKey, principals::CreateKey, principals::CreatePrincipal,
+        principals::GrantRequest, principals::RevokeQuery, providers::CreateProvider,
+        uploads::RejectsQuery,
     };
     let plain = |summary, ok: u16| Doc {
         summary,
@@ -186,6 +187,22 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
             query: Some(schema::<PurposeParam>),
             ..plain(
                 "One claim with its PHI opened, its lines and versions (a recorded disclosure)",
+                200,
+            )
+        },
+        ("GET", "/v1/providers/{code}/exports/medical_claim") => Doc {
+            query: Some(schema::<ExportQuery>),
+            ok: (200, "application/vnd.apache.parquet"),
+            ..plain(
+                "De-identified (Safe Harbor) claim lines in the Tuva medical_claim layout, Parquet or CSV",
+                200,
+            )
+        },
+        ("GET", "/v1/providers/{code}/exports/medical_claim/identified") => Doc {
+            query: Some(schema::<ExportQuery>),
+            ok: (200, "application/vnd.apache.parquet"),
+            ..plain(
+                "Identified claim lines in the Tuva medical_claim layout (a recorded disclosure)",
                 200,
             )
         },

@@ -466,6 +466,44 @@ impl PhiAccess {
     }
 }
 
+/// Capability: may export one provider's claims; identified only with `claims:read_phi`.
+#[derive(Debug)]
+pub enum ExportAccess {
+    /// De-identified exports only (`claims:read_deidentified`).
+    Deidentified(ProviderCode),
+    /// Identified or de-identified exports (`claims:read_phi`).
+    Identified(PhiAccess),
+}
+
+impl ExportAccess {
+    /// From an [`Access`] for [`Permission::ClaimsReadDeidentified`] or
+    /// [`Permission::ClaimsReadPhi`] on a provider.
+    pub fn from_access(access: &Access) -> Option<Self> {
+        match (&access.provider, access.permission) {
+            (Some(provider), Permission::ClaimsReadDeidentified) => {
+                Some(Self::Deidentified(provider.clone()))
+            }
+            (Some(_), Permission::ClaimsReadPhi) => {
+                PhiAccess::from_access(access).map(Self::Identified)
+            }
+            _ => None,
+        }
+    }
+
+    /// The provider whose claims may be exported.
+    pub fn provider(&self) -> &ProviderCode {
+        match self {
+            Self::Deidentified(provider) => provider,
+            Self::Identified(phi) => &phi.provider,
+        }
+    }
+
+    /// Whether identified exports are allowed.
+    pub fn identified(&self) -> bool {
+        matches!(self, Self::Identified(_))
+    }
+}
+
 /// What the store knows about one API key, for authentication.
 #[derive(Debug, Clone)]
 pub struct KeyRecord {

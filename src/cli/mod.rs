@@ -2,6 +2,7 @@
 //! `principals …`. This is an edge of the program, so errors are `anyhow` here; `main`
 //! prints them as one line.
 
+mod export;
 mod ingest;
 mod keys;
 mod mapping_versions;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Load claim files for a provider through the full pipeline (the bulk path for an
     /// initial load), with progress and a receipt per file.
     Ingest(ingest::IngestArgs),
+    /// Export claim lines in the Tuva medical_claim layout (Parquet or CSV) to a file,
+    /// de-identified unless --identified, with progress (for warehouse loads).
+    Export(export::ExportArgs),
     /// Manage provider data keys directly in the database: list, rotate, destroy.
     Keys {
         /// What to do.
@@ -168,6 +172,7 @@ pub fn run() -> anyhow::Result<()> {
         } => runtime()?.block_on(verify_audit(load(cli.config)?)),
         Command::Keys { command } => runtime()?.block_on(keys::run(load(cli.config)?, command)),
         Command::Ingest(args) => runtime()?.block_on(ingest::run(load(cli.config)?, args)),
+        Command::Export(args) => runtime()?.block_on(export::run(load(cli.config)?, args)),
         Command::Principals { command } => {
             runtime()?.block_on(principals::run(load(cli.config)?, command))
         }

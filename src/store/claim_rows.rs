@@ -152,6 +152,10 @@ pub struct ClaimRow {
     pub member_index: Option<Vec<u8>>,
     /// Blind index of last name, first name and birth date.
     pub person_index: Option<Vec<u8>>,
+    /// Safe Harbor ZIP: three digits, `000` for a restricted area ([`crate::deid::zip3`]).
+    pub deid_zip3: Option<String>,
+    /// Safe Harbor age on the first service date, 90 for over 89 ([`crate::deid::age_on`]).
+    pub deid_age: Option<i16>,
     /// The lines.
     pub lines: Vec<LineRow>,
 }

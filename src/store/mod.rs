@@ -7,6 +7,7 @@
 
 mod claim_rows;
 pub mod columns;
+mod export_rows;
 mod mapping_queries;
 pub mod pg_copy;
 mod postgres;
@@ -16,6 +17,9 @@ mod upload_rows;
 
 pub use claim_rows::{
     ClaimKey, ClaimRow, IndexColumn, LineRow, SealedFileKey, SealedPhi, StoredPhi,
+};
+pub use export_rows::{
+    ExportClaim, ExportLine, ExportSealed, ExportSelection, ExportStart, ExportView,
 };
 pub use upload_rows::{
     Batch, BatchTurn, ClaimedUpload, NewUpload, RejectRow, UploadCounts, UploadRow,
@@ -30,8 +34,8 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, Checkpoint, Clock, Journal};
 use crate::authz::{
-    Access, ApiKey, KeyAdmin, KeyId, KeyRecord, Permission, PhiAccess, Principal, PrincipalAdmin,
-    PrincipalKind, ProviderAdmin, Role,
+    Access, ApiKey, ExportAccess, KeyAdmin, KeyId, KeyRecord, Permission, PhiAccess, Principal,
+    PrincipalAdmin, PrincipalKind, ProviderAdmin, Role,
 };
 use crate::config::DatabaseSettings;
 use crate::mapping::versions::MappingVersion;
@@ -434,6 +438,17 @@ enum Backend {
 }
 
 /// Calls the function of the same name in the backend's module with the pool first.
+/// The provider an export may read, if the capability allows the view.
+fn export_provider<'a>(
+    access: &'a ExportAccess,
+    view: ExportView<'_>,
+) -> Result<&'a ProviderCode, StoreError> {
+    match view {
+        ExportView::Identified if !access.identified() => Err(StoreError::NotPermitted),
+        _ => Ok(access.provider()),
+    }
+}
+
 macro_rules! on_backend {
     ($self:ident, $f:ident($($arg:expr),*)) => {
         match &$self.backend {
@@ -739,6 +754,42 @@ impl Store {
         on_backend!(
             self,
             list_claims(&access.provider, audit, &self.journal, now)
+        )
+    }
+
+    /// Starts an export of `provider`'s claims (see [`ExportView`]): fixes what it may
+    /// include and, in one committed transaction before any row is read, appends `audit`
+    /// and either draws the configuration's missing pseudonyms (de-identified) or records
+    /// every selected claim as disclosed (identified; `audit` must state a purpose).
+    pub async fn start_export(
+        &self,
+        access: &ExportAccess,
+        view: ExportView<'_>,
+        selection: &ExportSelection,
+        audit: &AuditEvent,
+    ) -> Result<ExportStart, StoreError> {
+        let now = self.clock.now();
+        let provider = export_provider(access, view)?;
+        on_backend!(
+            self,
+            start_export(provider, view, selection, audit, &self.journal, now)
+        )
+    }
+
+    /// Streams the claims of an export started with [`Store::start_export`] to `sink`;
+    /// returns the lines read.
+    pub async fn export_claims(
+        &self,
+        access: &ExportAccess,
+        view: ExportView<'_>,
+        selection: &ExportSelection,
+        start: ExportStart,
+        sink: &tokio::sync::mpsc::Sender<Vec<ExportClaim>>,
+    ) -> Result<u64, StoreError> {
+        let provider = export_provider(access, view)?;
+        on_backend!(
+            self,
+            export_claims(provider, view, selection, start.upto, sink)
         )
     }
 

@@ -11,7 +11,7 @@ use time::{Date, OffsetDateTime};
 use super::{ClaimRow, LineRow};
 
 /// Number of claim columns in [`super::columns::CLAIM_COLUMNS`].
-pub const CLAIM_FIELDS: i16 = 44;
+pub const CLAIM_FIELDS: i16 = 46;
 /// Number of line columns in [`super::columns::LINE_COLUMNS`].
 pub const LINE_FIELDS: i16 = 17;
 
@@ -60,6 +60,17 @@ impl Row<'_> {
         match value {
             Some(v) => {
                 self.0.extend_from_slice(&8i32.to_be_bytes());
+                self.0.extend_from_slice(&v.to_be_bytes());
+                self
+            }
+            None => self.null(),
+        }
+    }
+
+    fn int2(&mut self, value: Option<i16>) -> &mut Self {
+        match value {
+            Some(v) => {
+                self.0.extend_from_slice(&2i32.to_be_bytes());
                 self.0.extend_from_slice(&v.to_be_bytes());
                 self
             }
@@ -146,7 +157,9 @@ pub fn claim_rows(
         }
         row.bytes(r.member_index.as_deref())
             .bytes(r.person_index.as_deref())
-            .timestamptz(created_at);
+            .timestamptz(created_at)
+            .opt_text(r.deid_zip3.as_ref())
+            .int2(r.deid_age);
     }
 }
 

@@ -85,7 +85,8 @@ pub(super) async fn serving_role_problems(
          EXISTS (SELECT 1 FROM pg_tables t WHERE t.schemaname = current_schema() AND t.tableowner = current_user), \
          pg_has_role(session_user, 'claimgate_audit_writer', 'MEMBER') \
          AND pg_has_role(session_user, 'claimgate_auditor', 'MEMBER') \
-         AND pg_has_role(session_user, 'claimgate_ingest', 'MEMBER'), \
+         AND pg_has_role(session_user, 'claimgate_ingest', 'MEMBER') \
+         AND pg_has_role(session_user, 'claimgate_analyst', 'MEMBER'), \
          (SELECT rolbypassrls FROM pg_roles WHERE rolname = 'claimgate_ingest') \
          FROM pg_roles r WHERE r.rolname = current_user",
     )
@@ -112,7 +113,7 @@ pub(super) async fn serving_role_problems(
     }
     if !members {
         problems.push(
-            "database.url: the login user must be a member of claimgate_audit_writer, claimgate_auditor and claimgate_ingest"
+            "database.url: the login user must be a member of claimgate_audit_writer, claimgate_auditor, claimgate_ingest and claimgate_analyst"
                 .into(),
         );
     }
@@ -275,6 +276,74 @@ async fn write_claim_rows(
         .await?;
     copy.send(buffer.as_slice()).await?;
     copy.finish().await?;
+    Ok(())
+}
+
+/// The de-identified export reads the analyst view, as the analyst role.
+const DEIDENTIFIED_EXPORT: &str = super::columns::POSTGRES_DEIDENTIFIED_EXPORT;
+/// The view takes the configuration from the session (`app.export_configuration`).
+const DEIDENTIFIED_BINDS_CONFIGURATION: bool = false;
+
+/// The read transaction of an export, with the provider's id: under its tenancy; for a
+/// de-identified export also naming the configuration whose pseudonyms the view shows,
+/// and as `claimgate_analyst`, which can read that view and no table of the claim store.
+async fn begin_export_read(
+    pool: &PgPool,
+    provider: &crate::providers::ProviderCode,
+    configuration: Option<&str>,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), StoreError> {
+    let mut tx = begin_tenant(pool, provider).await?;
+    let provider_id: i64 = sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
+        .bind(provider.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::UnknownProvider)?;
+    if let Some(configuration) = configuration {
+        sqlx::query("SELECT set_config('app.export_configuration', $1, true)")
+            .bind(configuration)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL ROLE claimgate_analyst")
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok((tx, provider_id))
+}
+
+/// Draws a random pseudonym (`gen_random_uuid`, from the server's strong random source)
+/// for every member and claim id of the provider's claims up to `upto` that has none in
+/// `configuration` yet.
+async fn fill_pseudonyms(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    configuration: &str,
+    provider_id: i64,
+    upto: i64,
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    for sql in [
+        "INSERT INTO export_pseudonyms (configuration, provider_id, kind, subject, pseudonym, created_at) \
+         SELECT $1, $2, 'member', s.subject, replace(gen_random_uuid()::text, '-', ''), $4 \
+         FROM (SELECT DISTINCT member_index AS subject FROM claims \
+               WHERE provider_id = $2 AND id <= $3 AND member_index IS NOT NULL) s \
+         WHERE NOT EXISTS (SELECT 1 FROM export_pseudonyms e WHERE e.configuration = $1 \
+               AND e.provider_id = $2 AND e.kind = 'member' AND e.subject = s.subject) \
+         ON CONFLICT DO NOTHING",
+        "INSERT INTO export_pseudonyms (configuration, provider_id, kind, subject, pseudonym, created_at) \
+         SELECT $1, $2, 'claim', s.subject, replace(gen_random_uuid()::text, '-', ''), $4 \
+         FROM (SELECT DISTINCT convert_to(source_claim_id, 'UTF8') AS subject FROM claims \
+               WHERE provider_id = $2 AND id <= $3) s \
+         WHERE NOT EXISTS (SELECT 1 FROM export_pseudonyms e WHERE e.configuration = $1 \
+               AND e.provider_id = $2 AND e.kind = 'claim' AND e.subject = s.subject) \
+         ON CONFLICT DO NOTHING",
+    ] {
+        sqlx::query(sql)
+            .bind(configuration)
+            .bind(provider_id)
+            .bind(upto)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 

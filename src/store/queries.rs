@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            Batch, BatchTurn, ClaimDetail, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
+            Batch, BatchTurn, ClaimDetail, ExportClaim, ExportLine, ExportSealed, ExportSelection, ExportStart, ExportView, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
             StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
@@ -913,24 +913,9 @@ macro_rules! portable_queries {
             ids: &[i64],
             now: OffsetDateTime,
         ) -> Result<AuditEvent, StoreError> {
-            let purpose = audit.purpose.ok_or(StoreError::PurposeRequired)?;
             let provider_id = provider_id_in(tx, provider).await?;
             let count = i64::try_from(ids.len()).unwrap_or(i64::MAX);
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO phi_disclosures (occurred_at, provider_id, principal_id, role, purpose, action, \
-                 request_id, break_glass, claim_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-            )
-            .bind(now)
-            .bind(provider_id)
-            .bind(audit.actor)
-            .bind(audit.role.map(|r| r.as_str()))
-            .bind(purpose.code())
-            .bind(action)
-            .bind(audit.request_id.as_deref())
-            .bind(audit.break_glass)
-            .bind(count)
-            .fetch_one(&mut **tx)
-            .await?;
+            let id = insert_disclosure(tx, provider_id, audit, action, count, now).await?;
             for chunk in ids.chunks(1_000) {
                 let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO phi_disclosed_claims (disclosure_id, provider_id, claim_id, member_index) SELECT ",
@@ -947,11 +932,220 @@ macro_rules! portable_queries {
                 insert.push(")");
                 insert.build().execute(&mut **tx).await?;
             }
+            Ok(disclosure_event(audit, id, count))
+        }
+
+        /// The audit event of disclosure `id` of `count` claims.
+        fn disclosure_event(audit: &AuditEvent, id: i64, count: i64) -> AuditEvent {
             let mut event = audit.clone();
             event.resource = Some(format!("disclosure:{id}"));
             event.records = Some(u64::try_from(count).unwrap_or(0));
             event.phi = true;
-            Ok(event)
+            event
+        }
+
+        /// Inserts the disclosure row of an identified read of `count` claims by the
+        /// caller of `audit`, for its stated purpose; its id.
+        async fn insert_disclosure(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            provider_id: i64,
+            audit: &AuditEvent,
+            action: &str,
+            count: i64,
+            now: OffsetDateTime,
+        ) -> Result<i64, StoreError> {
+            let purpose = audit.purpose.ok_or(StoreError::PurposeRequired)?;
+            Ok(sqlx::query_scalar(
+                "INSERT INTO phi_disclosures (occurred_at, provider_id, principal_id, role, purpose, action, \
+                 request_id, break_glass, claim_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            )
+            .bind(now)
+            .bind(provider_id)
+            .bind(audit.actor)
+            .bind(audit.role.map(|r| r.as_str()))
+            .bind(purpose.code())
+            .bind(action)
+            .bind(audit.request_id.as_deref())
+            .bind(audit.break_glass)
+            .bind(count)
+            .fetch_one(&mut **tx)
+            .await?)
+        }
+
+        /// Starts an export of `provider`'s claims: fixes the newest claim it includes,
+        /// draws the missing pseudonyms of a de-identified export's configuration, or
+        /// records an identified export as a disclosure of every claim it selects; and
+        /// appends `audit`, all in one committed transaction, before a row is read.
+        pub(super) async fn start_export(
+            pool: &$pool,
+            provider: &ProviderCode,
+            view: ExportView<'_>,
+            selection: &ExportSelection,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<ExportStart, StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            let upto: i64 =
+                sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM claims WHERE provider_id = $1")
+                    .bind(provider_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let (claims, event) = match view {
+                ExportView::Deidentified { configuration } => {
+                    fill_pseudonyms(&mut tx, configuration, provider_id, upto, now).await?;
+                    (None, audit.clone())
+                }
+                ExportView::Identified => {
+                    let count: i64 = sqlx::query_scalar($crate::store::columns::DISCLOSED_COUNT)
+                        .bind(provider_id)
+                        .bind(upto)
+                        .bind(selection.history)
+                        .bind(selection.upload.as_deref())
+                        .bind(selection.from)
+                        .bind(selection.to)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let id = insert_disclosure(&mut tx, provider_id, audit, "claims.export", count, now).await?;
+                    sqlx::query($crate::store::columns::DISCLOSED_INSERT)
+                        .bind(provider_id)
+                        .bind(upto)
+                        .bind(selection.history)
+                        .bind(selection.upload.as_deref())
+                        .bind(selection.from)
+                        .bind(selection.to)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    (u64::try_from(count).ok(), disclosure_event(audit, id, count))
+                }
+            };
+            finish(tx, &event, journal, now).await?;
+            Ok(ExportStart { upto, claims })
+        }
+
+        /// Streams the claims an export selects (up to claim `upto`) to `sink`, a batch
+        /// at a time, in the order of their stored keys; returns the lines read. Stops
+        /// early, without error, when the receiver is gone.
+        pub(super) async fn export_claims(
+            pool: &$pool,
+            provider: &ProviderCode,
+            view: ExportView<'_>,
+            selection: &ExportSelection,
+            upto: i64,
+            sink: &tokio::sync::mpsc::Sender<Vec<ExportClaim>>,
+        ) -> Result<u64, StoreError> {
+            use futures_util::TryStreamExt as _;
+            let (configuration, sql) = match view {
+                ExportView::Deidentified { configuration } => (Some(configuration), DEIDENTIFIED_EXPORT),
+                ExportView::Identified => (None, $crate::store::columns::IDENTIFIED_EXPORT),
+            };
+            let (mut tx, provider_id) = begin_export_read(pool, provider, configuration).await?;
+            let mut query = sqlx::query(sql)
+                .bind(provider_id)
+                .bind(upto)
+                .bind(selection.history)
+                .bind(selection.upload.as_deref())
+                .bind(selection.from)
+                .bind(selection.to);
+            if DEIDENTIFIED_BINDS_CONFIGURATION {
+                if let Some(configuration) = configuration {
+                    query = query.bind(configuration);
+                }
+            }
+            let mut lines = 0u64;
+            let mut batch: Vec<ExportClaim> = Vec::with_capacity(super::export_rows::EXPORT_BATCH);
+            let mut current: Option<ExportClaim> = None;
+            {
+                let mut rows = query.fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await? {
+                    let version: i64 = row.try_get("version_id")?;
+                    if current.as_ref().map(|c| c.version_id) != Some(version) {
+                        if let Some(done) = current.replace(export_claim_from(&row, configuration.is_none())?) {
+                            batch.push(done);
+                            if batch.len() >= super::export_rows::EXPORT_BATCH && sink.send(std::mem::take(&mut batch)).await.is_err() {
+                                return Ok(lines);
+                            }
+                        }
+                    }
+                    if let Some(claim) = current.as_mut() {
+                        claim.lines.push(export_line_from(&row)?);
+                    }
+                    lines += 1;
+                }
+            }
+            batch.extend(current);
+            if !batch.is_empty() && sink.send(batch).await.is_err() {
+                return Ok(lines);
+            }
+            tx.commit().await?;
+            Ok(lines)
+        }
+
+        fn export_claim_from(row: &$row, identified: bool) -> Result<ExportClaim, StoreError> {
+            let sealed = if identified {
+                Some(ExportSealed {
+                    data_key_id: row.try_get("data_key_id")?,
+                    member_id: row.try_get("sealed_member_id")?,
+                    zip: row.try_get("sealed_zip")?,
+                    birth_date: row.try_get("sealed_birth_date")?,
+                })
+            } else {
+                None
+            };
+            Ok(ExportClaim {
+                version_id: row.try_get("version_id")?,
+                upload_id: row.try_get("upload_id")?,
+                record_no: row.try_get("record_no")?,
+                claim_key: row.try_get("claim_key")?,
+                member_key: row.try_get("member_key")?,
+                sealed,
+                claim_type: row.try_get("claim_type")?,
+                frequency_code: row.try_get("frequency_code")?,
+                current_version: row.try_get("current_version")?,
+                payer_id: row.try_get("payer_id")?,
+                payer_name: row.try_get("payer_name")?,
+                plan: row.try_get("plan")?,
+                sex: row.try_get("sex")?,
+                state: row.try_get("state")?,
+                billing_npi: row.try_get("billing_npi")?,
+                billing_tin: row.try_get("billing_tin")?,
+                facility_npi: row.try_get("facility_npi")?,
+                bill_type: row.try_get("bill_type")?,
+                statement_from: row.try_get("statement_from")?,
+                statement_through: row.try_get("statement_through")?,
+                admission_date: row.try_get("admission_date")?,
+                discharge_date: row.try_get("discharge_date")?,
+                admit_type: row.try_get("admit_type")?,
+                admit_source: row.try_get("admit_source")?,
+                discharge_status: row.try_get("discharge_status")?,
+                drg: row.try_get("drg")?,
+                diagnoses: row.try_get("diagnoses")?,
+                procedures: row.try_get("procedures")?,
+                deid_zip3: row.try_get("deid_zip3")?,
+                deid_age: row.try_get("deid_age")?,
+                created_at: row.try_get("created_at")?,
+                received_at: row.try_get("received_at")?,
+                lines: Vec::new(),
+            })
+        }
+
+        fn export_line_from(row: &$row) -> Result<ExportLine, StoreError> {
+            Ok(ExportLine {
+                line_number: row.try_get("line_number")?,
+                service_from: row.try_get("service_from")?,
+                service_through: row.try_get("service_through")?,
+                procedure_code: row.try_get("procedure_code")?,
+                modifiers: row.try_get("modifiers")?,
+                revenue_code: row.try_get("revenue_code")?,
+                units_milli: row.try_get("units_milli")?,
+                charge_cents: row.try_get("charge_cents")?,
+                paid_cents: row.try_get("paid_cents")?,
+                allowed_cents: row.try_get("allowed_cents")?,
+                rendering_npi: row.try_get("rendering_npi")?,
+                place_of_service: row.try_get("place_of_service")?,
+            })
         }
 
         /// The recorded disclosures of `provider`'s claims whose member blind index is

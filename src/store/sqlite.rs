@@ -138,7 +138,7 @@ pub(super) async fn claim_upload(
     row.as_ref().map(claimed_from).transpose()
 }
 
-/// Claims per multi-row INSERT (45 columns: under SQLite's 32,766 parameters).
+/// Claims per multi-row INSERT (47 columns: under SQLite's 32,766 parameters).
 const CLAIMS_PER_STATEMENT: usize = 500;
 /// Lines per multi-row INSERT (17 columns).
 const LINES_PER_STATEMENT: usize = 1_500;
@@ -159,7 +159,8 @@ async fn write_claim_rows(
              statement_from, statement_through, admission_date, discharge_date, admit_type, \
              admit_source, discharge_status, drg, diagnoses, procedures, total_charge_cents, \
              paid_cents, allowed_cents, line_count, data_key_id, member_id, first_name, last_name, \
-             birth_date, address, city, zip, member_index, person_index, created_at) ",
+             birth_date, address, city, zip, member_index, person_index, created_at, deid_zip3, \
+             deid_age) ",
         );
         insert.push_values(chunk, |mut b, r| {
             b.push_bind(provider_id)
@@ -201,7 +202,9 @@ async fn write_claim_rows(
             }
             b.push_bind(r.member_index.as_deref())
                 .push_bind(r.person_index.as_deref())
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(r.deid_zip3.as_deref())
+                .push_bind(r.deid_age);
         });
         insert.build().execute(&mut **tx).await?;
     }
@@ -235,6 +238,64 @@ async fn write_claim_rows(
                 .push_bind(l.place_of_service.as_deref());
         });
         insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// The de-identified export on SQLite: the base tables with the configuration's
+/// pseudonyms, no sealed column.
+const DEIDENTIFIED_EXPORT: &str = super::columns::SQLITE_DEIDENTIFIED_EXPORT;
+/// The configuration is bound as `$7`.
+const DEIDENTIFIED_BINDS_CONFIGURATION: bool = true;
+
+/// The read transaction of an export, with the provider's id (SQLite has no roles; the
+/// queries' `WHERE` clauses keep to the provider).
+async fn begin_export_read(
+    pool: &SqlitePool,
+    provider: &crate::providers::ProviderCode,
+    _configuration: Option<&str>,
+) -> Result<(sqlx::Transaction<'static, sqlx::Sqlite>, i64), StoreError> {
+    let mut tx = pool.begin().await?;
+    let provider_id: i64 = sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
+        .bind(provider.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::UnknownProvider)?;
+    Ok((tx, provider_id))
+}
+
+/// Draws a random pseudonym (`randomblob`) for every member and claim id of the
+/// provider's claims up to `upto` that has none in `configuration` yet.
+async fn fill_pseudonyms(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    configuration: &str,
+    provider_id: i64,
+    upto: i64,
+    now: time::OffsetDateTime,
+) -> Result<(), StoreError> {
+    for sql in [
+        "INSERT INTO export_pseudonyms (configuration, provider_id, kind, subject, pseudonym, created_at) \
+         SELECT $1, $2, 'member', s.subject, lower(hex(randomblob(16))), $4 \
+         FROM (SELECT DISTINCT member_index AS subject FROM claims \
+               WHERE provider_id = $2 AND id <= $3 AND member_index IS NOT NULL) s \
+         WHERE NOT EXISTS (SELECT 1 FROM export_pseudonyms e WHERE e.configuration = $1 \
+               AND e.provider_id = $2 AND e.kind = 'member' AND e.subject = s.subject) \
+         ON CONFLICT DO NOTHING",
+        "INSERT INTO export_pseudonyms (configuration, provider_id, kind, subject, pseudonym, created_at) \
+         SELECT $1, $2, 'claim', s.subject, lower(hex(randomblob(16))), $4 \
+         FROM (SELECT DISTINCT CAST(source_claim_id AS BLOB) AS subject FROM claims \
+               WHERE provider_id = $2 AND id <= $3) s \
+         WHERE NOT EXISTS (SELECT 1 FROM export_pseudonyms e WHERE e.configuration = $1 \
+               AND e.provider_id = $2 AND e.kind = 'claim' AND e.subject = s.subject) \
+         ON CONFLICT DO NOTHING",
+    ] {
+        sqlx::query(sql)
+            .bind(configuration)
+            .bind(provider_id)
+            .bind(upto)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -935,14 +935,18 @@ pub async fn read_response<S: AsyncReadExt + Unpin>(stream: &mut S) -> std::io::
 }
 
 pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
-    let text = String::from_utf8_lossy(raw);
     let bad = || {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("not an HTTP response: {text:?}"),
+            format!("not an HTTP response: {:?}", String::from_utf8_lossy(raw)),
         )
     };
-    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -957,28 +961,31 @@ pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let chunked = headers.iter().any(|(n, v): &(String, String)| {
         n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
+    // Chunk sizes count bytes, so a binary body is decoded before it becomes text.
     let body = if chunked {
         dechunk(body).ok_or_else(bad)?
     } else {
-        body.to_owned()
+        body.to_vec()
     };
     Ok(Response {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
 
 /// Decodes a chunked body (sizes in hex, each chunk followed by CRLF, ending with 0).
-fn dechunk(mut rest: &str) -> Option<String> {
-    let mut body = String::new();
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
     loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..end]).ok()?.trim(), 16).ok()?;
         if size == 0 {
             return Some(body);
         }
-        body.push_str(after.get(..size)?);
+        let after = rest.get(end + 2..)?;
+        body.extend_from_slice(after.get(..size)?);
         rest = after.get(size + 2..)?;
     }
 }

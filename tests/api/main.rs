@@ -14,6 +14,7 @@ mod audit;
 mod claim_store;
 mod config;
 mod crash;
+mod exports;
 mod http;
 mod ingest;
 mod keys;

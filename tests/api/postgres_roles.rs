@@ -64,6 +64,7 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
          INSERT INTO data_keys (key_id, provider_id, kek_fingerprint, wrapped_key, created_at) VALUES ('k1', 1, 'f', '\\x00', now()), ('k2', 2, 'f', '\\x00', now());
          INSERT INTO uploads (upload_id, provider_id, sha256, size_bytes, state, received_at) VALUES ('u1', 1, '\\x01', 0, 'received', now()), ('u2', 2, '\\x02', 0, 'received', now());
          INSERT INTO claims (provider_id, upload_id, record_no, source_claim_id, claim_type, frequency_code, diagnoses, procedures, line_count, data_key_id, member_id, created_at) VALUES (1, 'u1', 1, 'c1', 'professional', '1', '', '', 0, 'k1', '\\x01', now()), (2, 'u2', 1, 'c2', 'professional', '1', '', '', 0, 'k2', '\\x02', now());
+         INSERT INTO claim_lines (provider_id, upload_id, record_no, ordinal, line_number, modifiers) VALUES (1, 'u1', 1, 5, 1, ''), (2, 'u2', 1, 5, 1, '');
          INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (1, now(), 'server_start', '{}', '\\x00', '\\x01');",
     )
     .execute(&mut conn)
@@ -78,6 +79,7 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
     .unwrap();
     let names: Vec<&str> = roles.iter().map(|r| r.0.as_str()).collect();
     for role in [
+        "claimgate_analyst",
         "claimgate_api",
         "claimgate_audit_writer",
         "claimgate_auditor",
@@ -299,6 +301,72 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
         Err(DENIED.into())
     );
     assert_eq!(as_role(&mut conn, auditor, None, "INSERT INTO audit_events (seq, ts, kind, body, prev_hash, hash) VALUES (3, now(), 'x', '{}', '\\x01', '\\x02')").await, Err(DENIED.into()));
+
+    // claimgate_analyst (the de-identified export): one view, of the session's provider
+    // only, without any sealed PHI column; no table of the claim store at all.
+    let analyst = "claimgate_analyst";
+    assert_eq!(
+        as_role(
+            &mut conn,
+            analyst,
+            Some(1),
+            "SELECT * FROM analyst_claim_lines"
+        )
+        .await,
+        Ok(1)
+    );
+    assert_eq!(
+        as_role(
+            &mut conn,
+            analyst,
+            None,
+            "SELECT * FROM analyst_claim_lines"
+        )
+        .await,
+        Ok(0),
+        "without a provider, nothing (even though the view's owner bypasses RLS here)"
+    );
+    for sql in [
+        "SELECT member_id FROM claims",
+        "SELECT first_name, birth_date, zip FROM claims",
+        "SELECT id, source_claim_id FROM claims",
+        "SELECT * FROM claim_lines",
+        "SELECT * FROM export_pseudonyms",
+        "SELECT * FROM phi_disclosures",
+        "SELECT * FROM audit_events",
+        "INSERT INTO export_pseudonyms (configuration, provider_id, kind, subject, pseudonym, created_at) VALUES ('x', 1, 'member', '\\x01', 'p', now())",
+    ] {
+        assert_eq!(
+            as_role(&mut conn, analyst, Some(1), sql).await,
+            Err(DENIED.into()),
+            "{sql}"
+        );
+    }
+    let view_columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'analyst_claim_lines'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(view_columns.len() > 40, "{view_columns:?}");
+    for hidden in [
+        "member_id",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "address",
+        "city",
+        "zip",
+        "member_index",
+        "person_index",
+        "source_claim_id",
+        "data_key_id",
+    ] {
+        assert!(
+            !view_columns.iter().any(|c| c == hidden),
+            "{hidden} in the analyst view"
+        );
+    }
 
     // Even the owner (here a superuser) cannot rewrite the audit trail.
     for sql in [
