@@ -13,7 +13,8 @@
 //! is timed too.
 //!
 //! Run: `cargo bench --bench export`. Environment: `BENCH_EXPORT_CLAIMS`, `BENCH_REPEAT`,
-//! `BENCH_POSTGRES_URL` (admin URL; default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `BENCH_BACKENDS` (default `postgres,sqlite`), `BENCH_POSTGRES_URL` (admin URL; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
@@ -43,6 +44,7 @@ struct Measured {
     lines: u64,
     bytes: u64,
     rss_mib: f64,
+    rss_before_mib: f64,
 }
 
 async fn export(
@@ -77,6 +79,7 @@ async fn export(
         selection: ExportSelection::default(),
     };
     reset_peak_rss();
+    let rss_before_mib = peak_rss_mib();
     let started = Instant::now();
     let export = Export::start(store, keyring.clone(), access, request, &event)
         .await
@@ -97,6 +100,7 @@ async fn export(
         lines: summary.lines,
         bytes: std::fs::metadata(out).unwrap().len(),
         rss_mib: peak_rss_mib(),
+        rss_before_mib,
     }
 }
 
@@ -111,10 +115,16 @@ async fn bare_copy(url: &str) -> (Timed, u64) {
     let cpu = cpu_secs();
     let started = Instant::now();
     let mut tx = conn.begin().await.unwrap();
-    sqlx::raw_sql(
+    // The export's session: tenant, selection, configuration, no parallel workers, the
+    // analyst role.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SELECT set_config('app.provider_id', (SELECT id::text FROM providers WHERE code = 'acme'), true), \
-         set_config('app.export_configuration', 'default', true); SET LOCAL ROLE claimgate_analyst",
-    )
+         set_config('app.export_configuration', 'default', true), \
+         set_config('app.export_upto', '{upto}', true), set_config('app.export_history', 'off', true), \
+         set_config('app.export_upload', '', true), set_config('app.export_from', '', true), \
+         set_config('app.export_to', '', true); \
+         SET LOCAL max_parallel_workers_per_gather = 0; SET LOCAL ROLE claimgate_analyst"
+    )))
     .execute(&mut *tx)
     .await
     .unwrap();
@@ -125,8 +135,7 @@ async fn bare_copy(url: &str) -> (Timed, u64) {
          AND (false OR (current_version AND frequency_code <> '8')) \
          AND (NULL::text IS NULL OR upload_id = NULL::text) \
          AND (NULL::date IS NULL OR coalesce(service_from, statement_from) >= NULL::date) \
-         AND (NULL::date IS NULL OR coalesce(service_from, statement_from) <= NULL::date) \
-         ORDER BY upload_id, record_no, ordinal) TO STDOUT"
+         AND (NULL::date IS NULL OR coalesce(service_from, statement_from) <= NULL::date)) TO STDOUT"
     );
     let mut bytes = 0u64;
     {
@@ -161,13 +170,18 @@ async fn run() {
         "input: 837P {claims} claims x 3 lines; load average {}",
         load_average()
     );
+    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".into());
     let mut backends = vec![];
-    if sqlx::PgConnection::connect(&admin).await.is_ok() {
-        backends.push("postgres");
-    } else {
-        println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+    if wanted.contains("postgres") {
+        if sqlx::PgConnection::connect(&admin).await.is_ok() {
+            backends.push("postgres");
+        } else {
+            println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+        }
     }
-    backends.push("sqlite");
+    if wanted.contains("sqlite") {
+        backends.push("sqlite");
+    }
     for backend in backends {
         let target = target(backend, &admin, "bench_export").await;
         let (ingested, _, records) = ingest(&target, &x12, "x12").await;
@@ -197,7 +211,7 @@ async fn run() {
             }
             let best = best.unwrap();
             let mut line = format!(
-                "{backend} de-identified {}: {} lines in {:.2} s ({:.0} lines/s; CPU {:.1} s here{}), {:.0} MB, peak RSS {:.0} MiB",
+                "{backend} de-identified {}: {} lines in {:.2} s ({:.0} lines/s; CPU {:.1} s here{}), {:.0} MB, peak RSS {:.0} MiB (from {:.0} MiB before it)",
                 format.extension(),
                 best.lines,
                 best.write.secs,
@@ -209,7 +223,8 @@ async fn run() {
                     String::new()
                 },
                 best.bytes as f64 / 1e6,
-                best.rss_mib
+                best.rss_mib,
+                best.rss_before_mib
             );
             if backend == "postgres" {
                 let mut bare: Option<(Timed, u64)> = None;
@@ -237,12 +252,13 @@ async fn run() {
         let out = files.path().join("identified.parquet");
         let m = export(&target, &keyring, Format::Parquet, true, &out).await;
         println!(
-            "{backend} identified parquet: {} lines in {:.2} s ({:.0} lines/s, member columns opened), recorded as a disclosure in {:.2} s, peak RSS {:.0} MiB",
+            "{backend} identified parquet: {} lines in {:.2} s ({:.0} lines/s, member columns opened), recorded as a disclosure in {:.2} s, peak RSS {:.0} MiB (from {:.0} MiB)",
             m.lines,
             m.write.secs,
             m.lines as f64 / m.write.secs,
             m.start_secs,
-            m.rss_mib
+            m.rss_mib,
+            m.rss_before_mib
         );
     }
     println!("load average after: {}", load_average());

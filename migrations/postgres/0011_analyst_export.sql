@@ -47,32 +47,73 @@ $$;
 
 -- One row per stored claim line of the session's provider (app.provider_id) with its
 -- claim's columns repeated and its pseudonyms for the session's export configuration
--- (app.export_configuration). The view runs with its owner's rights (the analyst reads
--- the view, not the tables); the tenant condition is in the view itself, so it holds
--- even for an owner that bypasses row-level security.
+-- (app.export_configuration), for the claims the session's export selects:
+--   app.export_upto     the newest claim id included (unset: nothing)
+--   app.export_history  'on': every version; otherwise final action (current, not void)
+--   app.export_upload   only this upload's claims (empty: all)
+--   app.export_from/to  lines served on or after / on or before (empty: no bound)
+-- The view runs with its owner's rights (the analyst reads the view, not the tables); the
+-- tenant condition is in the view itself, so it holds even for an owner that bypasses
+-- row-level security.
+--
+-- Its shape makes the plan the same whatever the statistics say: claims are read once,
+-- each claim's pseudonyms and file date are index look-ups of that claim, and its lines
+-- come from a LATERAL subquery, so they follow their claim in order and rows stream from
+-- the first claim. (A join of the three tables ordered at the end sorted the whole export
+-- on disk before its first row; unanalysed, it chose a nested loop that rescanned every
+-- pseudonym for each claim.) The export runs without parallel workers, so claims do
+-- not interleave.
 CREATE VIEW analyst_claim_lines WITH (security_barrier) AS
-    SELECT c.provider_id, c.id AS version_id, pc.pseudonym AS claim_key,
-           pm.pseudonym AS member_key, c.claim_type, c.frequency_code,
-           c.superseded_at IS NULL AS current_version, c.payer_id, c.payer_name, c.plan,
-           c.sex, c.state, c.billing_npi, c.billing_tin, c.facility_npi, c.bill_type,
+    SELECT c.provider_id, c.version_id, c.claim_key, c.member_key, c.claim_type,
+           c.frequency_code, c.current_version, c.payer_id, c.payer_name, c.plan, c.sex,
+           c.state, c.billing_npi, c.billing_tin, c.facility_npi, c.bill_type,
            c.statement_from, c.statement_through, c.admission_date, c.discharge_date,
            c.admit_type, c.admit_source, c.discharge_status, c.drg, c.diagnoses,
-           c.procedures, c.deid_zip3, c.deid_age, c.created_at, u.received_at, c.upload_id,
+           c.procedures, c.deid_zip3, c.deid_age, c.created_at, c.received_at, c.upload_id,
            c.record_no, l.ordinal, l.line_number, l.service_from, l.service_through,
            l.procedure_code, l.modifiers, l.revenue_code, l.units_milli, l.charge_cents,
            l.paid_cents, l.allowed_cents,
-           coalesce(l.rendering_npi, c.rendering_npi) AS rendering_npi,
-           coalesce(l.place_of_service, c.place_of_service) AS place_of_service
-    FROM claims c
-    JOIN claim_lines l ON l.upload_id = c.upload_id AND l.record_no = c.record_no
-    JOIN uploads u ON u.upload_id = c.upload_id
-    LEFT JOIN export_pseudonyms pc ON pc.provider_id = c.provider_id AND pc.kind = 'claim'
-        AND pc.configuration = current_setting('app.export_configuration', true)
-        AND pc.subject = convert_to(c.source_claim_id, 'UTF8')
-    LEFT JOIN export_pseudonyms pm ON pm.provider_id = c.provider_id AND pm.kind = 'member'
-        AND pm.configuration = current_setting('app.export_configuration', true)
-        AND pm.subject = c.member_index
-    WHERE c.provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT);
+           coalesce(l.rendering_npi, c.claim_rendering_npi) AS rendering_npi,
+           coalesce(l.place_of_service, c.claim_place_of_service) AS place_of_service
+    FROM (
+        SELECT k.provider_id, k.id AS version_id, k.upload_id, k.record_no, k.claim_type,
+               k.frequency_code, k.superseded_at IS NULL AS current_version, k.payer_id,
+               k.payer_name, k.plan, k.sex, k.state, k.billing_npi, k.billing_tin,
+               k.facility_npi, k.bill_type, k.statement_from, k.statement_through,
+               k.admission_date, k.discharge_date, k.admit_type, k.admit_source,
+               k.discharge_status, k.drg, k.diagnoses, k.procedures, k.deid_zip3,
+               k.deid_age, k.created_at, k.rendering_npi AS claim_rendering_npi,
+               k.place_of_service AS claim_place_of_service,
+               (SELECT u.received_at FROM uploads u WHERE u.upload_id = k.upload_id)
+                   AS received_at,
+               (SELECT p.pseudonym FROM export_pseudonyms p
+                 WHERE p.configuration = current_setting('app.export_configuration', true)
+                   AND p.provider_id = k.provider_id AND p.kind = 'claim'
+                   AND p.subject = convert_to(k.source_claim_id, 'UTF8')) AS claim_key,
+               (SELECT p.pseudonym FROM export_pseudonyms p
+                 WHERE p.configuration = current_setting('app.export_configuration', true)
+                   AND p.provider_id = k.provider_id AND p.kind = 'member'
+                   AND p.subject = k.member_index) AS member_key
+        FROM claims k
+        WHERE k.provider_id = (SELECT NULLIF(current_setting('app.provider_id', true), '')::BIGINT)
+          AND k.id <= (SELECT NULLIF(current_setting('app.export_upto', true), '')::BIGINT)
+          AND ((SELECT current_setting('app.export_history', true) = 'on')
+               OR (k.superseded_at IS NULL AND k.frequency_code <> '8'))
+          AND ((SELECT NULLIF(current_setting('app.export_upload', true), '')) IS NULL
+               OR k.upload_id = (SELECT NULLIF(current_setting('app.export_upload', true), '')))
+        OFFSET 0
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT x.* FROM claim_lines x
+        WHERE x.upload_id = c.upload_id AND x.record_no = c.record_no
+          AND ((SELECT NULLIF(current_setting('app.export_from', true), '')) IS NULL
+               OR coalesce(x.service_from, c.statement_from)
+                  >= (SELECT NULLIF(current_setting('app.export_from', true), '')::DATE))
+          AND ((SELECT NULLIF(current_setting('app.export_to', true), '')) IS NULL
+               OR coalesce(x.service_from, c.statement_from)
+                  <= (SELECT NULLIF(current_setting('app.export_to', true), '')::DATE))
+        ORDER BY x.ordinal
+    ) l;
 
 REVOKE ALL ON analyst_claim_lines FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO claimgate_analyst;

@@ -138,6 +138,9 @@ pub struct Export {
     start: ExportStart,
 }
 
+/// Batches of claims queued for the encoder.
+const QUEUED_BATCHES: usize = 64;
+
 /// What the encoder receives.
 enum Message {
     /// Claims, each with the key of its sealed values (identified exports).
@@ -184,8 +187,11 @@ impl Export {
         out: W,
         progress: Arc<AtomicU64>,
     ) -> Result<(W, ExportSummary), ExportError> {
+        // The encoder works in bursts (a Parquet row group of 32,768 lines is encoded at
+        // once): room for about one row group of claims lets the database keep streaming
+        // meanwhile instead of waiting (about 16 MiB at most).
         let (claims_tx, mut claims_rx) = mpsc::channel::<Vec<ExportClaim>>(4);
-        let (encode_tx, encode_rx) = mpsc::channel::<Message>(4);
+        let (encode_tx, encode_rx) = mpsc::channel::<Message>(QUEUED_BATCHES);
         let format = self.request.format;
         let deidentified = !self.request.identified;
         let source = self.access.provider().as_str().to_owned();

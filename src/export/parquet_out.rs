@@ -10,8 +10,9 @@ use std::sync::Arc;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::errors::ParquetError;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
+use parquet::schema::types::ColumnPath;
 use parquet::schema::types::Type;
 
 use super::columns::{ColumnSpec, Kind, columns};
@@ -57,8 +58,17 @@ impl<W: Write + Send> ParquetSink<W> {
         let schema = Type::group_type_builder("medical_claim")
             .with_fields(fields)
             .build()?;
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            // Statistics per column chunk (readers prune row groups with them), not per
+            // page: the per-page ones cost more than they save here.
+            .set_statistics_enabled(EnabledStatistics::Chunk);
+        // Identifiers are nearly all distinct: a dictionary would only be built and
+        // thrown away.
+        for name in ["claim_id", "person_id", "member_id", "x_claim_version_id"] {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
+        let properties = properties
             .set_created_by(concat!("claimgate ", env!("CARGO_PKG_VERSION")).to_owned())
             .build();
         Ok(Self {

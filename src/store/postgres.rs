@@ -281,16 +281,21 @@ async fn write_claim_rows(
 
 /// The de-identified export reads the analyst view, as the analyst role.
 const DEIDENTIFIED_EXPORT: &str = super::columns::POSTGRES_DEIDENTIFIED_EXPORT;
+/// The identified export reads the tables, as the serving role.
+const IDENTIFIED_EXPORT: &str = super::columns::POSTGRES_IDENTIFIED_EXPORT;
 /// The view takes the configuration from the session (`app.export_configuration`).
 const DEIDENTIFIED_BINDS_CONFIGURATION: bool = false;
 
-/// The read transaction of an export, with the provider's id: under its tenancy; for a
-/// de-identified export also naming the configuration whose pseudonyms the view shows,
-/// and as `claimgate_analyst`, which can read that view and no table of the claim store.
+/// The read transaction of an export, with the provider's id: under its tenancy, without
+/// parallel workers (they would interleave claims' lines); for a de-identified export
+/// also naming the selection and the configuration whose pseudonyms the analyst view
+/// shows, and as `claimgate_analyst`, which can read that view and no table of the claim
+/// store.
 async fn begin_export_read(
     pool: &PgPool,
     provider: &crate::providers::ProviderCode,
     configuration: Option<&str>,
+    (selection, upto): (&crate::store::ExportSelection, i64),
 ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), StoreError> {
     let mut tx = begin_tenant(pool, provider).await?;
     let provider_id: i64 = sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")
@@ -298,11 +303,25 @@ async fn begin_export_read(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::UnknownProvider)?;
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+        .execute(&mut *tx)
+        .await?;
     if let Some(configuration) = configuration {
-        sqlx::query("SELECT set_config('app.export_configuration', $1, true)")
-            .bind(configuration)
-            .execute(&mut *tx)
-            .await?;
+        let date = |d: Option<time::Date>| d.map(|d| d.to_string()).unwrap_or_default();
+        sqlx::query(
+            "SELECT set_config('app.export_configuration', $1, true), \
+             set_config('app.export_upto', $2, true), set_config('app.export_history', $3, true), \
+             set_config('app.export_upload', $4, true), set_config('app.export_from', $5, true), \
+             set_config('app.export_to', $6, true)",
+        )
+        .bind(configuration)
+        .bind(upto.to_string())
+        .bind(if selection.history { "on" } else { "off" })
+        .bind(selection.upload.as_deref().unwrap_or_default())
+        .bind(date(selection.from))
+        .bind(date(selection.to))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SET LOCAL ROLE claimgate_analyst")
             .execute(&mut *tx)
             .await?;

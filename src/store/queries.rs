@@ -1039,9 +1039,9 @@ macro_rules! portable_queries {
             use futures_util::TryStreamExt as _;
             let (configuration, sql) = match view {
                 ExportView::Deidentified { configuration } => (Some(configuration), DEIDENTIFIED_EXPORT),
-                ExportView::Identified => (None, $crate::store::columns::IDENTIFIED_EXPORT),
+                ExportView::Identified => (None, IDENTIFIED_EXPORT),
             };
-            let (mut tx, provider_id) = begin_export_read(pool, provider, configuration).await?;
+            let (mut tx, provider_id) = begin_export_read(pool, provider, configuration, (selection, upto)).await?;
             let mut query = sqlx::query(sql)
                 .bind(provider_id)
                 .bind(upto)

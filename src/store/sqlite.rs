@@ -245,6 +245,8 @@ async fn write_claim_rows(
 /// The de-identified export on SQLite: the base tables with the configuration's
 /// pseudonyms, no sealed column.
 const DEIDENTIFIED_EXPORT: &str = super::columns::SQLITE_DEIDENTIFIED_EXPORT;
+/// The identified export on SQLite.
+const IDENTIFIED_EXPORT: &str = super::columns::SQLITE_IDENTIFIED_EXPORT;
 /// The configuration is bound as `$7`.
 const DEIDENTIFIED_BINDS_CONFIGURATION: bool = true;
 
@@ -254,6 +256,7 @@ async fn begin_export_read(
     pool: &SqlitePool,
     provider: &crate::providers::ProviderCode,
     _configuration: Option<&str>,
+    _selection: (&crate::store::ExportSelection, i64),
 ) -> Result<(sqlx::Transaction<'static, sqlx::Sqlite>, i64), StoreError> {
     let mut tx = pool.begin().await?;
     let provider_id: i64 = sqlx::query_scalar("SELECT id FROM providers WHERE code = $1")

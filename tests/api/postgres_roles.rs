@@ -39,6 +39,33 @@ async fn as_role(
     outcome
 }
 
+/// Rows of the analyst view as `claimgate_analyst`, with the tenant and the export's
+/// newest claim id set (or not).
+async fn view_rows(conn: &mut PgConnection, provider: Option<&str>, upto: Option<&str>) -> usize {
+    let mut tx = conn.begin().await.unwrap();
+    for (name, value) in [("app.provider_id", provider), ("app.export_upto", upto)] {
+        if let Some(value) = value {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::raw_sql("SET LOCAL ROLE claimgate_analyst")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rows = sqlx::raw_sql("SELECT * FROM analyst_claim_lines")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap()
+        .len();
+    tx.rollback().await.unwrap();
+    rows
+}
+
 const DENIED: &str = "42501";
 const FOREIGN_KEY: &str = "23503";
 
@@ -305,26 +332,17 @@ async fn postgres_each_role_does_its_job_and_nothing_else() {
     // claimgate_analyst (the de-identified export): one view, of the session's provider
     // only, without any sealed PHI column; no table of the claim store at all.
     let analyst = "claimgate_analyst";
+    // The view selects by the session's export settings: every claim up to id 1000 here.
+    assert_eq!(view_rows(&mut conn, Some("1"), Some("1000")).await, 1);
     assert_eq!(
-        as_role(
-            &mut conn,
-            analyst,
-            Some(1),
-            "SELECT * FROM analyst_claim_lines"
-        )
-        .await,
-        Ok(1)
+        view_rows(&mut conn, None, Some("1000")).await,
+        0,
+        "without a provider, nothing (even though the view's owner bypasses RLS here)"
     );
     assert_eq!(
-        as_role(
-            &mut conn,
-            analyst,
-            None,
-            "SELECT * FROM analyst_claim_lines"
-        )
-        .await,
-        Ok(0),
-        "without a provider, nothing (even though the view's owner bypasses RLS here)"
+        view_rows(&mut conn, Some("1"), None).await,
+        0,
+        "without a selection, nothing"
     );
     for sql in [
         "SELECT member_id FROM claims",
