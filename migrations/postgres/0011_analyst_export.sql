@@ -71,8 +71,8 @@ CREATE VIEW analyst_claim_lines WITH (security_barrier) AS
            c.admit_type, c.admit_source, c.discharge_status, c.drg, c.diagnoses,
            c.procedures, c.deid_zip3, c.deid_age, c.created_at, c.received_at, c.upload_id,
            c.record_no, l.ordinal, l.line_number, l.service_from, l.service_through,
-           l.procedure_code, l.modifiers, l.revenue_code, l.units_milli, l.charge_cents,
-           l.paid_cents, l.allowed_cents,
+           l.procedure_code, l.modifiers, l.revenue_code, l.ndc, l.units_milli,
+           l.charge_cents, l.paid_cents, l.allowed_cents,
            coalesce(l.rendering_npi, c.claim_rendering_npi) AS rendering_npi,
            coalesce(l.place_of_service, c.claim_place_of_service) AS place_of_service
     FROM (

@@ -7,11 +7,9 @@
 //! The file is written under a temporary name beside the target and renamed when
 //! complete, so a reader never sees half an export.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
@@ -19,9 +17,7 @@ use clap::Args;
 use crate::audit::{AuditEvent, EventKind, Outcome, Purpose};
 use crate::authz::{ExportAccess, PhiAccess};
 use crate::config::Settings;
-use crate::crypto::MasterKey;
 use crate::export::{DEFAULT_CONFIGURATION, Export, ExportRequest, Format, valid_configuration};
-use crate::keyring::Keyring;
 use crate::providers::ProviderCode;
 use crate::store::ExportSelection;
 
@@ -102,12 +98,7 @@ pub async fn run(settings: Settings, args: ExportArgs) -> anyhow::Result<()> {
         store.provider(&provider).await?.is_some(),
         "--provider {provider}: no such provider"
     );
-    let kek = Arc::new(MasterKey::load(
-        &settings.keys.master_key,
-        settings.profile,
-    )?);
-    let keyring = Arc::new(Keyring::new(store.clone(), kek));
-    keyring.check_kek().await?;
+    let keyring = super::console_keyring(&settings, &store).await?;
     let access = if args.identified {
         ExportAccess::Identified(PhiAccess {
             provider: provider.clone(),
@@ -176,28 +167,14 @@ pub async fn run(settings: Settings, args: ExportArgs) -> anyhow::Result<()> {
 /// Prints lines written and the rate until aborted: on a terminal one line rewritten
 /// twice a second, otherwise a plain line every five seconds.
 async fn show_progress(written: Arc<AtomicU64>) {
-    let terminal = std::io::stderr().is_terminal();
-    let every = if terminal {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
-    let started = Instant::now();
+    let progress = super::Progress::new();
     loop {
-        tokio::time::sleep(every).await;
+        let secs = progress.tick().await;
         let lines = written.load(Ordering::Relaxed);
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        let line = format!(
+        progress.show(&format!(
             "export: {lines} lines written, {:.0} lines/s, {:.0} s",
             lines as f64 / secs,
             secs
-        );
-        let mut err = std::io::stderr().lock();
-        if terminal {
-            let _ = write!(err, "\r{line:<80}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        ));
     }
 }

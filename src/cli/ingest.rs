@@ -8,11 +8,11 @@
 //! file from its last committed batch (a file already done prints its receipt; the same
 //! file is never stored twice).
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -20,9 +20,7 @@ use clap::Args;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::ProviderAdmin;
 use crate::config::Settings;
-use crate::crypto::MasterKey;
 use crate::ingest::{Metrics, Runner, RunnerSettings, receipt_json};
-use crate::keyring::Keyring;
 use crate::providers::ProviderCode;
 use crate::raw_store::RawStore;
 use crate::store::{NewUpload, Store, UploadRow};
@@ -62,12 +60,7 @@ pub async fn run(settings: Settings, args: IngestArgs) -> anyhow::Result<()> {
         store.active_mapping(&provider).await?.is_some(),
         "provider {provider} has no active mapping: pass --mapping (x12, a built-in name or a TOML file) or draft, approve and activate one under /v1/admin/providers/{provider}/mappings"
     );
-    let kek = Arc::new(MasterKey::load(
-        &settings.keys.master_key,
-        settings.profile,
-    )?);
-    let keyring = Arc::new(Keyring::new(store.clone(), kek));
-    keyring.check_kek().await?;
+    let keyring = super::console_keyring(&settings, &store).await?;
     let raw = Arc::new(RawStore::configured(
         &settings.ingest,
         store.clone(),
@@ -240,15 +233,9 @@ async fn show_progress(
     provider: ProviderCode,
     upload_id: String,
 ) {
-    let terminal = std::io::stderr().is_terminal();
-    let every = if terminal {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(5)
-    };
-    let started = Instant::now();
+    let progress = super::Progress::new();
     loop {
-        tokio::time::sleep(every).await;
+        let secs = progress.tick().await;
         let bytes = read.load(Ordering::Relaxed);
         let committed = store
             .upload(Some(&provider), &upload_id)
@@ -256,7 +243,6 @@ async fn show_progress(
             .ok()
             .flatten()
             .map_or(0, |r| r.counts.records);
-        let secs = started.elapsed().as_secs_f64().max(0.001);
         let rate = bytes as f64 / secs;
         let left = if rate > 0.0 {
             (size.saturating_sub(bytes)) as f64 / rate
@@ -274,13 +260,7 @@ async fn show_progress(
             committed as f64 / secs,
             left
         );
-        let mut err = std::io::stderr().lock();
-        if terminal {
-            let _ = write!(err, "\r{line:<100}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
+        progress.show(&line);
     }
 }
 

@@ -2,15 +2,12 @@
 //! provider data keys.
 //! Every change is audited with no actor.
 
-use std::sync::Arc;
-
 use clap::Subcommand;
 
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::KeyAdmin;
 use crate::config::{MasterKeySource, Profile, Settings};
 use crate::crypto::MasterKey;
-use crate::keyring::Keyring;
 use crate::providers::ProviderCode;
 
 /// `claimgate keys …`
@@ -65,12 +62,7 @@ fn code(text: &str) -> anyhow::Result<ProviderCode> {
 /// Runs one `keys` command.
 pub async fn run(settings: Settings, command: KeysCommand) -> anyhow::Result<()> {
     let store = super::console_store(&settings).await?;
-    let kek = Arc::new(MasterKey::load(
-        &settings.keys.master_key,
-        settings.profile,
-    )?);
-    let keyring = Keyring::new(store.clone(), kek);
-    keyring.check_kek().await?;
+    let keyring = super::console_keyring(&settings, &store).await?;
     let console = |kind: EventKind, provider: &ProviderCode| {
         let mut event = AuditEvent::new(kind, Outcome::Success);
         event.provider = Some(provider.as_str().to_owned());

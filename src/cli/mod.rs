@@ -302,6 +302,62 @@ pub(crate) async fn console_store(settings: &Settings) -> anyhow::Result<Store> 
     Ok(store.with_journal(journal))
 }
 
+/// A progress line on stderr: on a terminal one line rewritten twice a second, otherwise
+/// a plain line every five seconds (logs stay readable).
+pub(crate) struct Progress {
+    terminal: bool,
+    started: std::time::Instant,
+}
+
+impl Progress {
+    /// Starts the clock.
+    pub(crate) fn new() -> Self {
+        use std::io::IsTerminal;
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Waits for the next line's time; the seconds since the start.
+    pub(crate) async fn tick(&self) -> f64 {
+        let every = if self.terminal {
+            std::time::Duration::from_millis(500)
+        } else {
+            std::time::Duration::from_secs(5)
+        };
+        tokio::time::sleep(every).await;
+        self.started.elapsed().as_secs_f64().max(0.001)
+    }
+
+    /// Shows `line`.
+    pub(crate) fn show(&self, line: &str) {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            let _ = write!(err, "\r{line:<100}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+}
+
+/// The keyring an operator command opens PHI or keys with: the configured master key,
+/// checked against the key-encryption key the stored data keys were wrapped by.
+pub(crate) async fn console_keyring(
+    settings: &Settings,
+    store: &Store,
+) -> anyhow::Result<std::sync::Arc<crate::keyring::Keyring>> {
+    let kek = std::sync::Arc::new(MasterKey::load(
+        &settings.keys.master_key,
+        settings.profile,
+    )?);
+    let keyring = std::sync::Arc::new(crate::keyring::Keyring::new(store.clone(), kek));
+    keyring.check_kek().await?;
+    Ok(keyring)
+}
+
 async fn verify_audit(settings: Settings) -> anyhow::Result<()> {
     // Verification never creates anything: not a key, not a database.
     if let Some(file) =

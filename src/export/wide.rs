@@ -9,7 +9,7 @@ use super::ExportError;
 use super::columns::Column;
 use crate::crypto::{DataKey, FieldSlot};
 use crate::deid;
-use crate::store::{ClaimKey, ExportClaim, ExportLine};
+use crate::store::{ClaimKey, ExportClaim, LineRow};
 
 /// One value of the wide layout.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -228,7 +228,7 @@ fn slot<T>(list: &[T], n: u8) -> Option<&T> {
     list.get(usize::from(n).checked_sub(1)?)
 }
 
-fn modifier(line: &ExportLine, n: u8) -> Option<&str> {
+fn modifier(line: &LineRow, n: u8) -> Option<&str> {
     line.modifiers
         .split(',')
         .filter(|m| !m.is_empty())

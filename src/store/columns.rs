@@ -25,7 +25,7 @@ macro_rules! export_columns {
          c.statement_through, c.admission_date, c.discharge_date, c.admit_type, c.admit_source, \
          c.discharge_status, c.drg, c.diagnoses, c.procedures, c.deid_zip3, c.deid_age, \
          c.created_at, u.received_at, c.upload_id, c.record_no, l.ordinal, l.line_number, \
-         l.service_from, l.service_through, l.procedure_code, l.modifiers, l.revenue_code, \
+         l.service_from, l.service_through, l.procedure_code, l.modifiers, l.revenue_code, l.ndc, \
          l.units_milli, l.charge_cents, l.paid_cents, l.allowed_cents, \
          coalesce(l.rendering_npi, c.rendering_npi) AS rendering_npi, \
          coalesce(l.place_of_service, c.place_of_service) AS place_of_service"
@@ -107,7 +107,7 @@ pub const POSTGRES_IDENTIFIED_EXPORT: &str = "SELECT * FROM (\
         AND ($4::text IS NULL OR c.upload_id = $4) \
     OFFSET 0) c \
     CROSS JOIN LATERAL (SELECT x.ordinal, x.line_number, x.service_from, x.service_through, \
-        x.procedure_code, x.modifiers, x.revenue_code, x.units_milli, x.charge_cents, \
+        x.procedure_code, x.modifiers, x.revenue_code, x.ndc, x.units_milli, x.charge_cents, \
         x.paid_cents, x.allowed_cents, \
         coalesce(x.rendering_npi, c.claim_rendering_npi) AS rendering_npi, \
         coalesce(x.place_of_service, c.claim_place_of_service) AS place_of_service \

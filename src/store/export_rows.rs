@@ -123,35 +123,7 @@ pub struct ExportClaim {
     pub created_at: OffsetDateTime,
     /// When its file was received.
     pub received_at: OffsetDateTime,
-    /// The selected lines, in order.
-    pub lines: Vec<ExportLine>,
-}
-
-/// One stored line as exported.
-#[derive(Debug, Clone)]
-pub struct ExportLine {
-    /// Line number as given.
-    pub line_number: i32,
-    /// Service from.
-    pub service_from: Option<Date>,
-    /// Service through.
-    pub service_through: Option<Date>,
-    /// HCPCS/CPT.
-    pub procedure_code: Option<String>,
-    /// Modifiers joined by `,`.
-    pub modifiers: String,
-    /// Revenue code.
-    pub revenue_code: Option<String>,
-    /// Units in thousandths.
-    pub units_milli: Option<i64>,
-    /// Charge in cents.
-    pub charge_cents: Option<i64>,
-    /// Paid in cents.
-    pub paid_cents: Option<i64>,
-    /// Allowed in cents.
-    pub allowed_cents: Option<i64>,
-    /// Rendering NPI (the line's, else the claim's).
-    pub rendering_npi: Option<String>,
-    /// Place of service (the line's, else the claim's).
-    pub place_of_service: Option<String>,
+    /// The selected lines, in order (rendering NPI and place of service: the line's,
+    /// else the claim's).
+    pub lines: Vec<super::LineRow>,
 }

@@ -18,9 +18,7 @@ mod upload_rows;
 pub use claim_rows::{
     ClaimKey, ClaimRow, IndexColumn, LineRow, SealedFileKey, SealedPhi, StoredPhi,
 };
-pub use export_rows::{
-    ExportClaim, ExportLine, ExportSealed, ExportSelection, ExportStart, ExportView,
-};
+pub use export_rows::{ExportClaim, ExportSealed, ExportSelection, ExportStart, ExportView};
 pub use upload_rows::{
     Batch, BatchTurn, ClaimedUpload, NewUpload, RejectRow, UploadCounts, UploadRow,
 };

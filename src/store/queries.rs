@@ -14,7 +14,7 @@ macro_rules! portable_queries {
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
         use $crate::providers::{Provider, ProviderCode, ProviderName};
         use $crate::store::{
-            Batch, BatchTurn, ClaimDetail, ExportClaim, ExportLine, ExportSealed, ExportSelection, ExportStart, ExportView, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
+            Batch, BatchTurn, ClaimDetail, ExportClaim, ExportSealed, ExportSelection, ExportStart, ExportView, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
             StoreError, StoredAuditEvent, StoredDataKey, StoredPhi, UploadCounts, UploadRow,
         };
@@ -1131,14 +1131,15 @@ macro_rules! portable_queries {
             })
         }
 
-        fn export_line_from(row: &$row) -> Result<ExportLine, StoreError> {
-            Ok(ExportLine {
+        fn export_line_from(row: &$row) -> Result<LineRow, StoreError> {
+            Ok(LineRow {
                 line_number: row.try_get("line_number")?,
                 service_from: row.try_get("service_from")?,
                 service_through: row.try_get("service_through")?,
                 procedure_code: row.try_get("procedure_code")?,
                 modifiers: row.try_get("modifiers")?,
                 revenue_code: row.try_get("revenue_code")?,
+                ndc: row.try_get("ndc")?,
                 units_milli: row.try_get("units_milli")?,
                 charge_cents: row.try_get("charge_cents")?,
                 paid_cents: row.try_get("paid_cents")?,

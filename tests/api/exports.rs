@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
 
-/// One claim of the test file.
+/// One claim of the test file: member, name and street from `tag`, with its birth date,
+/// ZIP and lines.
 struct Claim {
     id: &'static str,
     frequency: char,
@@ -24,57 +25,27 @@ struct Claim {
 }
 
 fn x12(claims: &[Claim]) -> Vec<u8> {
-    let money = |c: i64| format!("{}.{:02}", c / 100, c % 100);
-    let mut segments: Vec<String> = vec![
-        "ST*837*0001*005010X222A1".into(),
-        "BHT*0019*00*1*20240101*1200*CH".into(),
-        "NM1*41*2*SUBMITTER*****46*S1".into(),
-        "PER*IC*CONTACT*TE*5555550100".into(),
-        "NM1*40*2*RECEIVER*****46*R1".into(),
-        "HL*1**20*1".into(),
-        "NM1*85*2*BILLING CLINIC*****XX*1234567893".into(),
-        "N3*1 MAIN ST".into(),
-        "N4*CITY*ST*12345".into(),
-        "REF*EI*123456789".into(),
-    ];
-    for (i, c) in claims.iter().enumerate() {
-        segments.push(format!("HL*{}*1*22*0", i + 2));
-        segments.push("SBR*P*18*GRP1******CI".into());
-        segments.push(format!(
-            "NM1*IL*1*ZZLAST{0}*ZZFIRST{0}****MI*ZZMEM{0}",
-            c.tag
-        ));
-        segments.push(format!("N3*ZZ{} OAK ST", c.tag));
-        segments.push(format!("N4*ZZTOWN*ST*{}", c.zip));
-        segments.push(format!("DMG*D8*{}*F", c.born));
-        segments.push("NM1*PR*2*PAYER*****PI*P1".into());
-        let total: i64 = c.lines.iter().map(|l| l.1).sum();
-        segments.push(format!(
-            "CLM*{}*{}***11:B:{}*Y*A*Y*Y",
-            c.id,
-            money(total),
-            c.frequency
-        ));
-        if let Some(original) = c.original {
-            segments.push(format!("REF*F8*{original}"));
-        }
-        segments.push("HI*ABK:J020*ABF:R05*ABF:E119".into());
-        for (n, (procedure, cents)) in c.lines.iter().enumerate() {
-            segments.push(format!("LX*{}", n + 1));
-            segments.push(format!("SV1*HC:{procedure}*{}*UN*1***1:2", money(*cents)));
-            segments.push("DTP*472*D8*20240115".into());
-        }
-    }
-    segments.push(format!("SE*{}*0001", segments.len() + 1));
-    let mut out = String::from(
-        "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*P*:~\nGS*HC*SUB*REC*20240101*1200*1*X*005010X222A1~\n",
-    );
-    for segment in segments {
-        out.push_str(&segment);
-        out.push_str("~\n");
-    }
-    out.push_str("GE*1*1~\nIEA*1*000000001~\n");
-    out.into_bytes()
+    let claims: Vec<X12Claim> = claims
+        .iter()
+        .map(|c| X12Claim {
+            frequency: c.frequency,
+            original: c.original.map(String::from),
+            member: format!("ZZMEM{}", c.tag),
+            last: format!("ZZLAST{}", c.tag),
+            first: format!("ZZFIRST{}", c.tag),
+            street: Some(format!("ZZ{} OAK ST", c.tag)),
+            zip: c.zip.into(),
+            born: c.born.into(),
+            diagnoses: "ABK:J020*ABF:R05*ABF:E119".into(),
+            lines: c
+                .lines
+                .iter()
+                .map(|(p, cents)| (p.to_string(), *cents))
+                .collect(),
+            ..X12Claim::new(c.id, 0)
+        })
+        .collect();
+    x12_837p(&claims)
 }
 
 /// The first file: ages 89, 90 and 104 on the service date 2024-01-15, two restricted

@@ -234,8 +234,19 @@ pub struct X12Claim {
     pub member: String,
     /// Patient's last name.
     pub last: String,
-    /// Charge in cents (claim and its one line).
-    pub charge_cents: i64,
+    /// Patient's first name.
+    pub first: String,
+    /// Street (N301); `None`: `ZZ<n> OAK ST` for the n-th claim.
+    pub street: Option<String>,
+    /// ZIP code (N403).
+    pub zip: String,
+    /// Birth date, `YYYYMMDD` (DMG02).
+    pub born: String,
+    /// The HI composites after `HI*`, e.g. `ABK:J020*ABF:R05`.
+    pub diagnoses: String,
+    /// The lines: SV101 (procedure and modifiers, `:`-separated) and charge in cents;
+    /// the claim's charge is their sum.
+    pub lines: Vec<(String, i64)>,
 }
 
 impl X12Claim {
@@ -250,12 +261,17 @@ impl X12Claim {
                 "ZZLAST{}",
                 id.replace(|c: char| !c.is_ascii_alphabetic(), "")
             ),
-            charge_cents,
+            first: "ZZFIRST".into(),
+            street: None,
+            zip: "54321".into(),
+            born: "19600229".into(),
+            diagnoses: "ABK:J020".into(),
+            lines: vec![("99213".into(), charge_cents)],
         }
     }
 }
 
-/// An 837P (005010X222A1) with `claims`, each with one line; envelope counts correct.
+/// An 837P (005010X222A1) with `claims`; envelope counts correct.
 pub fn x12_837p(claims: &[X12Claim]) -> Vec<u8> {
     let money = |c: i64| format!("{}.{:02}", c / 100, c % 100);
     let mut segments: Vec<String> = vec![
@@ -274,27 +290,36 @@ pub fn x12_837p(claims: &[X12Claim]) -> Vec<u8> {
         segments.push(format!("HL*{}*1*22*0", i + 2));
         segments.push("SBR*P*18*GRP1******CI".into());
         if c.member.is_empty() {
-            segments.push(format!("NM1*IL*1*{}*ZZFIRST", c.last));
+            segments.push(format!("NM1*IL*1*{}*{}", c.last, c.first));
         } else {
-            segments.push(format!("NM1*IL*1*{}*ZZFIRST****MI*{}", c.last, c.member));
+            segments.push(format!(
+                "NM1*IL*1*{}*{}****MI*{}",
+                c.last, c.first, c.member
+            ));
         }
-        segments.push(format!("N3*ZZ{} OAK ST", i + 1));
-        segments.push("N4*ZZTOWN*ST*54321".into());
-        segments.push("DMG*D8*19600229*F".into());
+        match &c.street {
+            Some(street) => segments.push(format!("N3*{street}")),
+            None => segments.push(format!("N3*ZZ{} OAK ST", i + 1)),
+        }
+        segments.push(format!("N4*ZZTOWN*ST*{}", c.zip));
+        segments.push(format!("DMG*D8*{}*F", c.born));
         segments.push("NM1*PR*2*PAYER*****PI*P1".into());
+        let total: i64 = c.lines.iter().map(|l| l.1).sum();
         segments.push(format!(
             "CLM*{}*{}***11:B:{}*Y*A*Y*Y",
             c.id,
-            money(c.charge_cents),
+            money(total),
             c.frequency
         ));
         if let Some(original) = &c.original {
             segments.push(format!("REF*F8*{original}"));
         }
-        segments.push("HI*ABK:J020".into());
-        segments.push("LX*1".into());
-        segments.push(format!("SV1*HC:99213*{}*UN*1***1", money(c.charge_cents)));
-        segments.push("DTP*472*D8*20240115".into());
+        segments.push(format!("HI*{}", c.diagnoses));
+        for (n, (procedure, cents)) in c.lines.iter().enumerate() {
+            segments.push(format!("LX*{}", n + 1));
+            segments.push(format!("SV1*HC:{procedure}*{}*UN*1***1", money(*cents)));
+            segments.push("DTP*472*D8*20240115".into());
+        }
     }
     segments.push(format!("SE*{}*0001", segments.len() + 1));
     let mut out = String::from(
