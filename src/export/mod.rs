@@ -29,7 +29,7 @@ use crate::crypto::{CryptoError, DataKey};
 use crate::keyring::{Keyring, KeyringError};
 use crate::store::{ExportClaim, ExportSelection, ExportStart, ExportView, Store, StoreError};
 
-pub use wide::{Cell, WideClaim};
+use wide::WideClaim;
 
 /// The file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +173,6 @@ impl Export {
             request,
             start,
         })
-    }
-
-    /// Claims an identified export recorded as disclosed (`None` when de-identified).
-    pub fn disclosed_claims(&self) -> Option<u64> {
-        self.start.claims
     }
 
     /// Writes the export to `out` (on a blocking thread), counting lines in `progress`;

@@ -39,8 +39,6 @@ pub enum ExportView<'a> {
 pub struct ExportStart {
     /// Highest claim id included.
     pub upto: i64,
-    /// Claims selected (identified exports count them for the disclosure record).
-    pub claims: Option<u64>,
 }
 
 /// A claim's sealed member values (identified exports only).

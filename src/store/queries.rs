@@ -992,10 +992,10 @@ macro_rules! portable_queries {
                     .bind(provider_id)
                     .fetch_one(&mut *tx)
                     .await?;
-            let (claims, event) = match view {
+            let event = match view {
                 ExportView::Deidentified { configuration } => {
                     fill_pseudonyms(&mut tx, configuration, provider_id, upto, now).await?;
-                    (None, audit.clone())
+                    audit.clone()
                 }
                 ExportView::Identified => {
                     let count: i64 = sqlx::query_scalar($crate::store::columns::DISCLOSED_COUNT)
@@ -1018,11 +1018,11 @@ macro_rules! portable_queries {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                    (u64::try_from(count).ok(), disclosure_event(audit, id, count))
+                    disclosure_event(audit, id, count)
                 }
             };
             finish(tx, &event, journal, now).await?;
-            Ok(ExportStart { upto, claims })
+            Ok(ExportStart { upto })
         }
 
         /// Streams the claims an export selects (up to claim `upto`) to `sink`, a batch

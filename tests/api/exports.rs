@@ -652,7 +652,7 @@ async fn identified_on(backend: Backend) {
     .await;
     assert_eq!(status, 200);
     let text = String::from_utf8(csv).unwrap();
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 6, "a header and five lines");
     let row = text
         .lines()
         .find(|l| l.starts_with("EXA3,"))
