@@ -18,7 +18,9 @@
 //! `CHECKPOINT`, and the fastest of each is compared.
 //!
 //! Run: `cargo bench --bench ingest`. Environment: `BENCH_INGEST_CLAIMS`, `BENCH_REPEAT`,
-//! `BENCH_POSTGRES_URL` (admin URL; default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `BENCH_BACKENDS` (default `postgres,sqlite`), `BENCH_BATCH` (claims a batch; default
+//! 2,000, the gateway's), `BENCH_POSTGRES_URL` (admin URL; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
@@ -276,14 +278,18 @@ async fn run() {
             .unwrap_or_default()
             .trim()
     );
-    let postgres = sqlx::PgConnection::connect(&admin).await.is_ok();
+    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".into());
     let mut backends = vec![];
-    if postgres {
-        backends.push("postgres");
-    } else {
-        println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+    if wanted.contains("postgres") {
+        if sqlx::PgConnection::connect(&admin).await.is_ok() {
+            backends.push("postgres");
+        } else {
+            println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+        }
     }
-    backends.push("sqlite");
+    if wanted.contains("sqlite") {
+        backends.push("sqlite");
+    }
     let repeat = env_u64("BENCH_REPEAT", 3).max(1);
     let inputs = [("837P", &x12, "x12"), ("CSV", &csv, CSV_MAPPING)];
     // The first ingest of each runs before any bare load's rows are built in memory, so

@@ -19,7 +19,8 @@ use crate::protect::ClaimSealer;
 use crate::providers::ProviderCode;
 use crate::raw_store::{RawStore, RawStoreError};
 use crate::store::{
-    Batch, BatchTurn, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError, UploadCounts,
+    Batch, BatchPlan, BatchTurn, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError,
+    UploadCounts,
 };
 
 use super::metrics::Metrics;
@@ -120,7 +121,8 @@ impl Runner {
             Err(e) => return Err(e.into()),
         };
         let resume_rejects = self.store.reject_ordinal(&provider, &job.upload_id).await?;
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Step>(2);
+        let plan = self.store.batch_plan();
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Step>(plan.queued.max(1));
         let reading = Reading {
             upload_id: job.upload_id.clone(),
             checkpoint: job.checkpoint,
@@ -130,36 +132,16 @@ impl Runner {
             sender,
         };
         let thread = tokio::task::spawn_blocking(move || reading.run(mapping, reader, progress));
-        // Up to `concurrent_batches` commits in flight: on PostgreSQL the next batch's
-        // rows are written while the one before commits; each commits in turn.
-        let depth = self.store.concurrent_batches();
-        let mut commits = FuturesOrdered::new();
-        let mut after = job.checkpoint;
-        let mut previous = None;
-        let mut outcome = None;
-        let mut reading = true;
-        loop {
-            tokio::select! {
-                step = receiver.recv(), if reading && commits.len() < depth => match step {
-                    Some(Step::Batch(batch)) => {
-                        let (holding, next) = if depth > 1 {
-                            let (holding, next) = tokio::sync::oneshot::channel();
-                            (Some(holding), Some(next))
-                        } else {
-                            (None, None)
-                        };
-                        let turn = BatchTurn { after, previous: previous.take(), holding };
-                        previous = next;
-                        after = batch.checkpoint;
-                        commits.push_back(self.commit(&provider, job, owner, batch, turn));
-                    }
-                    Some(Step::End(end)) => outcome = Some(end),
-                    None => reading = false,
-                },
-                Some(committed) = commits.next(), if !commits.is_empty() => committed?,
-                else => break,
-            }
-        }
+        let outcome = if plan.concurrent > 1 {
+            self.write_concurrently(&provider, job, owner, &mut receiver, plan.concurrent)
+                .await
+        } else {
+            self.write_grouped(&provider, job, owner, &mut receiver, &plan)
+                .await
+        };
+        // On an error the receiver goes with this frame and the reading thread stops.
+        drop(receiver);
+        let outcome = outcome?;
         thread.await.map_err(|_| RunError::Thread)?;
         let summary = match outcome {
             Some(Ok(summary)) => summary,
@@ -200,6 +182,97 @@ impl Runner {
             None
         };
         self.finish(job, owner, Ending::Done, ack.as_deref()).await
+    }
+
+    /// Writes batches with up to `depth` in flight, each committed in its own transaction
+    /// in turn (PostgreSQL: the next batch's rows are written while the one before
+    /// commits). Returns how reading ended.
+    async fn write_concurrently(
+        &self,
+        provider: &ProviderCode,
+        job: &ClaimedUpload,
+        owner: &str,
+        receiver: &mut tokio::sync::mpsc::Receiver<Step>,
+        depth: usize,
+    ) -> Result<Option<std::io::Result<Summary>>, RunError> {
+        let mut commits = FuturesOrdered::new();
+        let mut after = job.checkpoint;
+        let mut previous = None;
+        let mut outcome = None;
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                step = receiver.recv(), if reading && commits.len() < depth => match step {
+                    Some(Step::Batch(batch)) => {
+                        let (holding, next) = tokio::sync::oneshot::channel();
+                        let turn = BatchTurn { after, previous: previous.take(), holding: Some(holding) };
+                        previous = Some(next);
+                        after = batch.checkpoint;
+                        commits.push_back(self.commit(provider, job, owner, batch, turn));
+                    }
+                    Some(Step::End(end)) => outcome = Some(end),
+                    None => reading = false,
+                },
+                Some(committed) = commits.next(), if !commits.is_empty() => committed?,
+                else => break,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Writes batches one at a time into a shared transaction, committed when it holds
+    /// enough rows or has held the write lock long enough under `plan`, or when no batch
+    /// is waiting (SQLite: fewer, larger commits). Returns how reading ended.
+    async fn write_grouped(
+        &self,
+        provider: &ProviderCode,
+        job: &ClaimedUpload,
+        owner: &str,
+        receiver: &mut tokio::sync::mpsc::Receiver<Step>,
+        plan: &BatchPlan,
+    ) -> Result<Option<std::io::Result<Summary>>, RunError> {
+        let mut open = None;
+        let mut after = job.checkpoint;
+        let mut outcome = None;
+        while let Some(step) = receiver.recv().await {
+            let batch = match step {
+                Step::Batch(batch) => batch,
+                Step::End(end) => {
+                    outcome = Some(end);
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let tx = match &mut open {
+                Some(tx) => tx,
+                None => open.insert(self.store.begin_batches(provider).await?),
+            };
+            let turn = BatchTurn {
+                after,
+                previous: None,
+                holding: None,
+            };
+            self.store
+                .write_batch(
+                    tx,
+                    (&job.upload_id, owner),
+                    self.settings.lease,
+                    &batch,
+                    turn,
+                )
+                .await?;
+            after = batch.checkpoint;
+            if tx.due(plan) || receiver.is_empty() {
+                if let Some(tx) = open.take() {
+                    self.store.commit_batches(tx).await?;
+                }
+            }
+            self.metrics.batch(&batch, started.elapsed());
+        }
+        if let Some(tx) = open.take() {
+            self.store.commit_batches(tx).await?;
+        }
+        Ok(outcome)
     }
 
     /// Commits one batch in its turn and counts it.
@@ -478,8 +551,8 @@ impl BatchState<'_> {
         });
     }
 
-    /// Sends the batch (with the counts so far) to be committed; waits while two are
-    /// already queued (back-pressure keeps memory flat). The last one always goes: it
+    /// Sends the batch (with the counts so far) to be committed; waits while the queue
+    /// is full (back-pressure keeps memory flat). The last one always goes: it
     /// carries the final counts.
     fn flush(&mut self, last: bool) {
         if self.broken {

@@ -1713,19 +1713,29 @@ macro_rules! portable_queries {
             .await?)
         }
 
-        /// Commits one batch of an upload: its claims (and their versions), its rejects,
-        /// its checkpoint and counts, all in one transaction, if `owner` still holds the
-        /// lease (which is extended to `lease_until`) and the checkpoint is still
-        /// `turn.after`.
+        /// Opens the write transaction that batches of `provider`'s upload go into.
+        pub(super) async fn begin_batches(
+            pool: &$pool,
+            provider: &ProviderCode,
+        ) -> Result<(sqlx::Transaction<'static, $db>, i64), StoreError> {
+            let mut tx = begin_tenant(pool, provider).await?;
+            let provider_id = provider_id_in(&mut tx, provider).await?;
+            Ok((tx, provider_id))
+        }
+
+        /// Writes one batch of an upload into `tx`: its claims (and their versions), its
+        /// rejects, its checkpoint and counts, if `owner` still holds the lease (which is
+        /// extended to `lease_until`) and the checkpoint is still `turn.after`. Nothing
+        /// of it is visible before the caller commits `tx`; on an error the caller drops
+        /// `tx`, which rolls back every batch in it.
         ///
         /// The rows are written first, which may happen while the batch before is still
         /// being committed; the upload row is updated only once that batch holds it (so
         /// this one waits for its commit), and the versions are resolved after that, when
         /// the claims of every earlier batch are visible.
         #[allow(clippy::too_many_arguments)]
-        pub(super) async fn commit_batch(
-            pool: &$pool,
-            provider: &ProviderCode,
+        pub(super) async fn write_batch(
+            (tx, provider_id): &mut (sqlx::Transaction<'static, $db>, i64),
             upload_id: &str,
             owner: &str,
             lease_until: OffsetDateTime,
@@ -1733,19 +1743,16 @@ macro_rules! portable_queries {
             turn: BatchTurn,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
-            let mut tx = begin_tenant(pool, provider).await?;
-            let provider_id = provider_id_in(&mut tx, provider).await?;
+            let provider_id = *provider_id;
             if !batch.claims.is_empty() {
-                insert_claims_in(&mut tx, provider_id, &batch.claims, now).await?;
+                insert_claims_in(tx, provider_id, &batch.claims, now).await?;
             }
             if let Some(previous) = turn.previous {
                 if previous.await.is_err() {
-                    tx.rollback().await?;
                     return Err(StoreError::LeaseLost);
                 }
             }
-            if lock_upload_checkpoint(&mut tx, upload_id, owner).await? != Some(turn.after) {
-                tx.rollback().await?;
+            if lock_upload_checkpoint(tx, upload_id, owner).await? != Some(turn.after) {
                 return Err(StoreError::LeaseLost);
             }
             let c = &batch.counts;
@@ -1767,7 +1774,7 @@ macro_rules! portable_queries {
             .bind(c.voided)
             .bind(c.total_charge_cents)
             .bind(c.line_charge_cents)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
             if let Some(holding) = turn.holding {
                 // The next batch may now queue behind this one's lock.
@@ -1799,7 +1806,7 @@ macro_rules! portable_queries {
                 .bind(last)
                 .bind(now)
                 .bind(provider_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 unmatched = sqlx::query(
                     "UPDATE claims SET unmatched = TRUE WHERE upload_id = $1 AND record_no BETWEEN $2 AND $3 \
@@ -1813,13 +1820,13 @@ macro_rules! portable_queries {
                 .bind(first)
                 .bind(last)
                 .bind(provider_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected();
                 sqlx::query("UPDATE uploads SET unmatched = unmatched + $2 WHERE upload_id = $1")
                     .bind(upload_id)
                     .bind(i64::try_from(unmatched).unwrap_or(i64::MAX))
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
             }
             for chunk in batch.rejects.chunks(2_000) {
@@ -1840,9 +1847,8 @@ macro_rules! portable_queries {
                         .push_bind(r.severity.as_str())
                         .push_bind(r.message.as_str());
                 });
-                insert.build().execute(&mut *tx).await?;
+                insert.build().execute(&mut **tx).await?;
             }
-            tx.commit().await?;
             Ok(i64::try_from(unmatched).unwrap_or(i64::MAX))
         }
 
