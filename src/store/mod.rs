@@ -321,7 +321,7 @@ pub struct DisclosureRow {
 }
 
 /// One stored audit event.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAuditEvent {
     /// Sequence number.
     pub seq: i64,

@@ -11,6 +11,7 @@ mod corpus;
 mod csv;
 mod fhir;
 mod fixed_width;
+mod fuzz_replay;
 mod x12;
 mod xml;
 

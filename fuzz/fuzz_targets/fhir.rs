@@ -1,0 +1,7 @@
+//! Fuzz target `fhir`: see `harness::fhir`.
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fhir(data));
