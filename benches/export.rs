@@ -34,7 +34,8 @@ use sqlx::Connection;
 
 mod common;
 use common::{
-    Gen837, Target, Timed, cpu_secs, env_u64, ingest, peak_rss_mib, reset_peak_rss, target,
+    Gen837, Target, Timed, backends, cpu_secs, env_u64, ingest, peak_rss_mib, reset_peak_rss,
+    target,
 };
 
 /// One export to a file: its start (audit, pseudonyms) and its writing, timed apart.
@@ -170,18 +171,7 @@ async fn run() {
         "input: 837P {claims} claims x 3 lines; load average {}",
         load_average()
     );
-    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".into());
-    let mut backends = vec![];
-    if wanted.contains("postgres") {
-        if sqlx::PgConnection::connect(&admin).await.is_ok() {
-            backends.push("postgres");
-        } else {
-            println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
-        }
-    }
-    if wanted.contains("sqlite") {
-        backends.push("sqlite");
-    }
+    let backends = backends(&admin).await;
     for backend in backends {
         let target = target(backend, &admin, "bench_export").await;
         let (ingested, _, records) = ingest(&target, &x12, "x12").await;

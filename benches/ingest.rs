@@ -35,8 +35,8 @@ use sqlx::Connection;
 
 mod common;
 use common::{
-    CSV_MAPPING, Gen837, GenCsv, Timed, cpu_secs, env_u64, ingest, peak_rss_mib, reset_peak_rss,
-    target,
+    CSV_MAPPING, Gen837, GenCsv, Timed, backends, cpu_secs, env_u64, ingest, peak_rss_mib,
+    reset_peak_rss, target,
 };
 
 /// The normalized rows the pipeline stores for `file` (sealed under a fresh key).
@@ -278,18 +278,7 @@ async fn run() {
             .unwrap_or_default()
             .trim()
     );
-    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".into());
-    let mut backends = vec![];
-    if wanted.contains("postgres") {
-        if sqlx::PgConnection::connect(&admin).await.is_ok() {
-            backends.push("postgres");
-        } else {
-            println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
-        }
-    }
-    if wanted.contains("sqlite") {
-        backends.push("sqlite");
-    }
+    let backends = backends(&admin).await;
     let repeat = env_u64("BENCH_REPEAT", 3).max(1);
     let inputs = [("837P", &x12, "x12"), ("CSV", &csv, CSV_MAPPING)];
     // The first ingest of each runs before any bare load's rows are built in memory, so

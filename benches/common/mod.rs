@@ -16,6 +16,24 @@ use claimgate::raw_store::RawStore;
 use claimgate::store::{NewUpload, Store};
 use sqlx::Connection;
 
+/// The backends `BENCH_BACKENDS` names (default `postgres,sqlite`); PostgreSQL only if
+/// `admin` answers.
+pub async fn backends(admin: &str) -> Vec<&'static str> {
+    let wanted = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "postgres,sqlite".into());
+    let mut backends = vec![];
+    if wanted.contains("postgres") {
+        if sqlx::PgConnection::connect(admin).await.is_ok() {
+            backends.push("postgres");
+        } else {
+            println!("PostgreSQL not reachable at BENCH_POSTGRES_URL: SQLite only");
+        }
+    }
+    if wanted.contains("sqlite") {
+        backends.push("sqlite");
+    }
+    backends
+}
+
 /// An environment variable as a number, or `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
