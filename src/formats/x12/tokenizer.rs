@@ -274,7 +274,7 @@ impl<R: Read> Tokenizer<R> {
             if self.start == self.end && self.eof {
                 return Ok(false);
             }
-            let window = self.buf.get(self.start..self.end).unwrap_or_default();
+            let window = self.buffered();
             match memchr::memchr(delimiters.segment, window) {
                 // An empty segment (two terminators, or a line-break terminator on a blank line).
                 Some(0) => self.consume(1),
@@ -354,6 +354,11 @@ impl<R: Read> Tokenizer<R> {
         }
     }
 
+    /// The bytes read and not yet consumed (never the stale ones past them).
+    fn buffered(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or_default()
+    }
+
     /// Consumes `n` buffered bytes, keeping the byte offset and line count.
     fn consume(&mut self, n: usize) {
         let consumed = self.buf.get(self.start..self.start + n).unwrap_or_default();
@@ -401,7 +406,7 @@ impl<R: Read> Tokenizer<R> {
             if self.start == self.end && (self.eof || !self.fill()?) {
                 return Ok(());
             }
-            let window = self.buf.get(self.start..self.end).unwrap_or_default();
+            let window = self.buffered();
             let noise = window
                 .iter()
                 .take_while(|b| {
@@ -417,7 +422,7 @@ impl<R: Read> Tokenizer<R> {
 
     fn skip_to_terminator(&mut self, delimiters: &Delimiters) -> std::io::Result<()> {
         loop {
-            let window = self.buf.get(self.start..self.end).unwrap_or_default();
+            let window = self.buffered();
             if let Some(at) = memchr::memchr(delimiters.segment, window) {
                 self.consume(at + 1);
                 return Ok(());
@@ -433,12 +438,12 @@ impl<R: Read> Tokenizer<R> {
     /// Finds the ISA and reads the delimiters from it.
     fn discover(&mut self, findings: &mut Vec<Finding>) -> std::io::Result<Option<Delimiters>> {
         self.ensure(3)?;
-        if self.buf.get(self.start..self.start + 3) == Some(b"\xEF\xBB\xBF".as_slice()) {
+        if self.buffered().starts_with(b"\xEF\xBB\xBF") {
             self.consume(3);
         }
         loop {
             self.ensure(1)?;
-            match self.buf.get(self.start) {
+            match self.buffered().first() {
                 Some(b' ' | b'\t' | b'\r' | b'\n') => self.consume(1),
                 _ => break,
             }
@@ -452,7 +457,7 @@ impl<R: Read> Tokenizer<R> {
             ));
             None
         };
-        let window = self.buf.get(self.start..self.end).unwrap_or_default();
+        let window = self.buffered();
         let leading = memchr::memmem::find_iter(window, b"ISA")
             .take_while(|at| *at <= MAX_LEADING_BYTES)
             .find(|at| {
@@ -472,7 +477,7 @@ impl<R: Read> Tokenizer<R> {
                 self.consume(at);
             }
         }
-        let window = self.buf.get(self.start..self.end).unwrap_or_default();
+        let window = self.buffered();
         let Some(&element) = window.get(3) else {
             return Ok(missing(findings, self));
         };
