@@ -19,8 +19,8 @@ use crate::protect::ClaimSealer;
 use crate::providers::ProviderCode;
 use crate::raw_store::{RawStore, RawStoreError};
 use crate::store::{
-    Batch, BatchPlan, BatchTurn, ClaimKey, ClaimedUpload, RejectRow, Store, StoreError,
-    UploadCounts,
+    Batch, BatchPlan, BatchTurn, BatchWriter, ClaimKey, ClaimedUpload, RejectRow, Store,
+    StoreError, UploadCounts,
 };
 
 use super::metrics::Metrics;
@@ -82,6 +82,21 @@ pub struct Runner {
 enum Step {
     Batch(Batch),
     End(std::io::Result<Summary>),
+}
+
+/// The next batch from the reading side; an end step is kept in `outcome` and skipped.
+/// `None` once the reading side is done.
+async fn next_batch(
+    receiver: &mut tokio::sync::mpsc::Receiver<Step>,
+    outcome: &mut Option<std::io::Result<Summary>>,
+) -> Option<Batch> {
+    while let Some(step) = receiver.recv().await {
+        match step {
+            Step::Batch(batch) => return Some(batch),
+            Step::End(end) => *outcome = Some(end),
+        }
+    }
+    None
 }
 
 impl Runner {
@@ -231,46 +246,45 @@ impl Runner {
         receiver: &mut tokio::sync::mpsc::Receiver<Step>,
         plan: &BatchPlan,
     ) -> Result<Option<std::io::Result<Summary>>, RunError> {
-        let mut open = None;
+        // One writer for the whole upload (on SQLite, one connection whose page cache
+        // stays warm across its transactions).
+        let mut writer = BatchWriter::default();
         let mut after = job.checkpoint;
         let mut outcome = None;
-        while let Some(step) = receiver.recv().await {
-            let batch = match step {
-                Step::Batch(batch) => batch,
-                Step::End(end) => {
-                    outcome = Some(end);
-                    continue;
+        while let Some(mut batch) = next_batch(receiver, &mut outcome).await {
+            let mut open = self.store.begin_batches(&mut writer, provider).await?;
+            loop {
+                let started = Instant::now();
+                let turn = BatchTurn {
+                    after,
+                    previous: None,
+                    holding: None,
+                };
+                self.store
+                    .write_batch(
+                        &mut open,
+                        (&job.upload_id, owner),
+                        self.settings.lease,
+                        &batch,
+                        turn,
+                    )
+                    .await?;
+                after = batch.checkpoint;
+                if open.due(plan) || receiver.is_empty() {
+                    // The last batch of the transaction is timed with its commit.
+                    self.store.commit_batches(open).await?;
+                    self.metrics.batch(&batch, started.elapsed());
+                    break;
                 }
-            };
-            let started = Instant::now();
-            let tx = match &mut open {
-                Some(tx) => tx,
-                None => open.insert(self.store.begin_batches(provider).await?),
-            };
-            let turn = BatchTurn {
-                after,
-                previous: None,
-                holding: None,
-            };
-            self.store
-                .write_batch(
-                    tx,
-                    (&job.upload_id, owner),
-                    self.settings.lease,
-                    &batch,
-                    turn,
-                )
-                .await?;
-            after = batch.checkpoint;
-            if tx.due(plan) || receiver.is_empty() {
-                if let Some(tx) = open.take() {
-                    self.store.commit_batches(tx).await?;
+                self.metrics.batch(&batch, started.elapsed());
+                match next_batch(receiver, &mut outcome).await {
+                    Some(next) => batch = next,
+                    None => {
+                        self.store.commit_batches(open).await?;
+                        break;
+                    }
                 }
             }
-            self.metrics.batch(&batch, started.elapsed());
-        }
-        if let Some(tx) = open.take() {
-            self.store.commit_batches(tx).await?;
         }
         Ok(outcome)
     }

@@ -149,6 +149,16 @@ async fn begin_tenant(
     Ok(tx)
 }
 
+/// Opens the write transaction that a batch of `provider`'s upload goes into.
+pub(super) async fn begin_batches(
+    pool: &PgPool,
+    provider: &crate::providers::ProviderCode,
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, i64), StoreError> {
+    let mut tx = begin_tenant(pool, provider).await?;
+    let provider_id = provider_id_in(&mut tx, provider).await?;
+    Ok((tx, provider_id))
+}
+
 /// A read-only transaction as the auditor role, the only one that may read event bodies.
 async fn begin_audit_read(
     pool: &PgPool,

@@ -1713,16 +1713,6 @@ macro_rules! portable_queries {
             .await?)
         }
 
-        /// Opens the write transaction that batches of `provider`'s upload go into.
-        pub(super) async fn begin_batches(
-            pool: &$pool,
-            provider: &ProviderCode,
-        ) -> Result<(sqlx::Transaction<'static, $db>, i64), StoreError> {
-            let mut tx = begin_tenant(pool, provider).await?;
-            let provider_id = provider_id_in(&mut tx, provider).await?;
-            Ok((tx, provider_id))
-        }
-
         /// Writes one batch of an upload into `tx`: its claims (and their versions), its
         /// rejects, its checkpoint and counts, if `owner` still holds the lease (which is
         /// extended to `lease_until`) and the checkpoint is still `turn.after`. Nothing
@@ -1735,7 +1725,7 @@ macro_rules! portable_queries {
         /// the claims of every earlier batch are visible.
         #[allow(clippy::too_many_arguments)]
         pub(super) async fn write_batch(
-            (tx, provider_id): &mut (sqlx::Transaction<'static, $db>, i64),
+            (tx, provider_id): &mut (sqlx::Transaction<'_, $db>, i64),
             upload_id: &str,
             owner: &str,
             lease_until: OffsetDateTime,
