@@ -41,6 +41,20 @@ pub enum RawStoreError {
     Remote(&'static str),
 }
 
+impl RawStoreError {
+    /// Whether the file system ran out of space (or quota): the file was not stored, and
+    /// the sender may try again once there is room.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            Self::Io {
+                kind: io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded,
+                ..
+            }
+        )
+    }
+}
+
 /// A stored raw file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRawFile {

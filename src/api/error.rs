@@ -12,6 +12,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// The `Retry-After` of a 503 for an unavailable database or audit trail, in seconds.
+const RETRY_UNAVAILABLE_SECS: u64 = 5;
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -101,6 +104,13 @@ pub enum ApiError {
     /// The audit trail could not record the action, so it was refused (fail closed).
     #[error("the audit trail is unavailable; the action was not performed")]
     AuditUnavailable,
+    /// The storage for received files (or the database's) is full; nothing was stored,
+    /// the request may be retried once there is room.
+    #[error("the storage is full; nothing was stored, retry later")]
+    StorageFull,
+    /// The database is out of reach for now; nothing was done, the request may be retried.
+    #[error("the database is unavailable; the action was not performed, retry later")]
+    DatabaseUnavailable,
     /// Anything unexpected; the cause is logged, never returned.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -165,6 +175,8 @@ impl ApiError {
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::DatabaseUnavailable => "database_unavailable",
+            Self::StorageFull => "storage_full",
             Self::KeyDestroyed => "key_destroyed",
             Self::IntegrityFailure => "integrity_check_failed",
             Self::Internal(_) => "internal",
@@ -207,6 +219,14 @@ impl ApiError {
             }
             Self::TooManyAttempts { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, *retry_after_secs));
+            }
+            Self::DatabaseUnavailable | Self::AuditUnavailable => {
+                response.insert_header((header::RETRY_AFTER, RETRY_UNAVAILABLE_SECS));
+            }
+            // The unread rest of the body would be taken for the next request: close.
+            Self::StorageFull => {
+                response.insert_header((header::RETRY_AFTER, RETRY_UNAVAILABLE_SECS));
+                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
             }
             Self::Unauthenticated => {
                 response
@@ -258,9 +278,11 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::MappingState(_) => StatusCode::CONFLICT,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            Self::TooManyConnections | Self::NotReady { .. } | Self::AuditUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::TooManyConnections
+            | Self::NotReady { .. }
+            | Self::AuditUnavailable
+            | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) | Self::IntegrityFailure => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -315,7 +337,21 @@ impl From<crate::ingest::IntakeError> for ApiError {
     fn from(e: crate::ingest::IntakeError) -> Self {
         match e {
             crate::ingest::IntakeError::Store(store) => store.into(),
-            crate::ingest::IntakeError::RawStore(raw) => Self::internal(raw),
+            crate::ingest::IntakeError::RawStore(raw) => raw.into(),
+        }
+    }
+}
+
+impl From<crate::raw_store::RawStoreError> for ApiError {
+    fn from(e: crate::raw_store::RawStoreError) -> Self {
+        use crate::raw_store::RawStoreError;
+        match e {
+            e if e.is_storage_full() => {
+                tracing::warn!(error = %e, "storage full: upload refused with 507");
+                Self::StorageFull
+            }
+            RawStoreError::Store(store) => store.into(),
+            other => Self::internal(other),
         }
     }
 }
@@ -334,6 +370,11 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::MappingRefused(code) => Self::MappingState(code),
             StoreError::ProviderDisabled => Self::ProviderDisabled,
             StoreError::AuditUnavailable => Self::AuditUnavailable,
+            StoreError::StorageFull => Self::StorageFull,
+            StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable: request refused with 503");
+                Self::DatabaseUnavailable
+            }
             StoreError::PurposeRequired => Self::InvalidField {
                 field: "purpose",
                 code: "purpose_required",

@@ -336,7 +336,7 @@ fn query_parameters(schema: &Value) -> Vec<Value> {
 }
 
 /// The statuses any route may answer besides its success, all with the error body.
-const ERRORS: [(u16, &str); 11] = [
+const ERRORS: [(u16, &str); 12] = [
     (400, "The request is not valid (the code says how)"),
     (401, "No valid credential"),
     (403, "Not permitted"),
@@ -347,7 +347,11 @@ const ERRORS: [(u16, &str); 11] = [
     (415, "Unsupported content type"),
     (428, "If-Match is required"),
     (429, "Too many failed attempts"),
-    (503, "Not ready, or too many connections"),
+    (
+        503,
+        "Not ready, the database or audit trail unavailable, or too many connections",
+    ),
+    (507, "The storage is full: nothing was stored"),
 ];
 
 /// The document, or the first route without documentation.

@@ -124,13 +124,7 @@ pub async fn create(
     }
     // The body goes to a blocking thread that encrypts, hashes and writes it; the
     // channel's bound keeps memory flat (back-pressure reaches the client through TCP).
-    let stream = RawFileStream::start(
-        state
-            .raw
-            .begin(&provider)
-            .await
-            .map_err(ApiError::internal)?,
-    );
+    let stream = RawFileStream::start(state.raw.begin(&provider).await?);
     let mut failure = None;
     'receive: while let Some(chunk) = payload.next().await {
         let chunk = match chunk {
@@ -186,6 +180,9 @@ pub async fn create(
                 _ => "incomplete",
             };
             return refuse(&state, writer.received(), error, reason).await;
+        }
+        (Err(e), _) if e.is_storage_full() => {
+            return refuse(&state, 0, e.into(), "storage_full").await;
         }
         (Err(e), _) => return Err(ApiError::internal(e)),
     };

@@ -104,6 +104,13 @@ pub enum StoreError {
     /// (`mapping_not_draft`, `mapping_stale`, `mapping_own_draft`, `mapping_not_approved`).
     #[error("the mapping version cannot do that ({0})")]
     MappingRefused(&'static str),
+    /// The database cannot be reached or is shutting down, starting up or busy: the
+    /// action was not done and may be retried later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL SQLSTATE 53100).
+    #[error("the database's storage is full")]
+    StorageFull,
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
@@ -113,8 +120,38 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            sqlx::Error::Database(db)
+                if db.code().is_some_and(|c| {
+                    c == "53100" || c.parse::<u32>().is_ok_and(|c| c & 0xff == 13)
+                }) =>
+            {
+                Self::StorageFull
+            }
+            _ if is_unavailable(&e) => Self::Unavailable(describe(&e)),
             _ => Self::Database(describe(&e)),
         }
+    }
+}
+
+/// Whether `e` means the database is out of reach for now rather than that the statement
+/// was wrong: the connection failed or broke, no connection came in time, the server is
+/// shutting down or starting up (PostgreSQL SQLSTATE classes 08 and 57P), or SQLite's
+/// lock stayed busy past the timeout.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57P")
+                // SQLite: SQLITE_BUSY (5) and its extended codes (5 + 256 × n).
+                || code.parse::<u32>().is_ok_and(|c| c & 0xff == 5)
+        }),
+        _ => false,
     }
 }
 

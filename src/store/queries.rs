@@ -504,7 +504,11 @@ macro_rules! portable_queries {
         ) -> Result<Appended, StoreError> {
             let unavailable = |e: sqlx::Error| {
                 tracing::error!(error = %$crate::store::describe(&e), "audit append failed");
-                StoreError::AuditUnavailable
+                if $crate::store::is_unavailable(&e) {
+                    StoreError::Unavailable($crate::store::describe(&e))
+                } else {
+                    StoreError::AuditUnavailable
+                }
             };
             lock_audit_chain(tx).await.map_err(unavailable)?;
             let head: Option<(i64, Vec<u8>)> =
@@ -546,7 +550,13 @@ macro_rules! portable_queries {
             journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<i64, StoreError> {
-            let unavailable = |_| StoreError::AuditUnavailable;
+            let unavailable = |e: sqlx::Error| {
+                if $crate::store::is_unavailable(&e) {
+                    StoreError::Unavailable($crate::store::describe(&e))
+                } else {
+                    StoreError::AuditUnavailable
+                }
+            };
             let mut tx = begin_write(pool).await.map_err(unavailable)?;
             let appended = append_in(&mut tx, event, now).await?;
             tx.commit().await.map_err(unavailable)?;

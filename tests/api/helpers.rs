@@ -197,6 +197,25 @@ impl Gateway {
         }
     }
 
+    /// SIGKILL, as a crash or the out-of-memory killer would: no clean-up runs.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        let _ = child.wait();
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Whether the process is still running (it has not exited or crashed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
         let mut child = self.child.take().unwrap();
@@ -353,7 +372,18 @@ pub async fn receipt_when_finished(
     token: &str,
     upload_id: &str,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    receipt_within(addr, token, upload_id, Duration::from_secs(60)).await
+}
+
+/// Polls an upload's receipt until it is `done` or `failed`, at most `limit` (large
+/// files, or a machine busy with other tests).
+pub async fn receipt_within(
+    addr: SocketAddr,
+    token: &str,
+    upload_id: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + limit;
     loop {
         let receipt = call_at(addr, token, "GET", &format!("/v1/uploads/{upload_id}"), "").await;
         assert_eq!(receipt.status, 200, "{receipt:?}");
