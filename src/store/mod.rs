@@ -121,9 +121,7 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
             sqlx::Error::Database(db)
-                if db.code().is_some_and(|c| {
-                    c == "53100" || c.parse::<u32>().is_ok_and(|c| c & 0xff == 13)
-                }) =>
+                if sqlite_code(&**db) == Some(13) || db.code().as_deref() == Some("53100") =>
             {
                 Self::StorageFull
             }
@@ -145,14 +143,21 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08")
-                || code.starts_with("57P")
-                // SQLite: SQLITE_BUSY (5) and its extended codes (5 + 256 × n).
-                || code.parse::<u32>().is_ok_and(|c| c & 0xff == 5)
-        }),
+        // SQLite: SQLITE_BUSY (5) and its extended codes.
+        sqlx::Error::Database(db) if sqlite_code(&**db).is_some() => sqlite_code(&**db) == Some(5),
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
         _ => false,
     }
+}
+
+/// A SQLite error's primary result code (the extended code's low byte); `None` for
+/// PostgreSQL, whose SQLSTATEs can look numeric too (42501 & 0xff is 5).
+fn sqlite_code(db: &dyn sqlx::error::DatabaseError) -> Option<u32> {
+    let sqlite: &dyn sqlx::error::DatabaseError =
+        db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    sqlite.code()?.parse::<u32>().ok().map(|c| c & 0xff)
 }
 
 /// A value-free description of a sqlx error: database errors can quote row values in

@@ -26,7 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(300);
 
 const X12: &str = "Content-Type: application/edi-x12\r\n";
 /// Claims of the large file: long enough that no single run between two kills finishes it.
-const BIG_CLAIMS: usize = 30_000;
+const BIG_CLAIMS: usize = 20_000;
 /// Claims of each small file sent while the gateway is about to be killed.
 const SMALL_CLAIMS: usize = 200;
 
@@ -115,9 +115,8 @@ async fn provider_and_submitter(addr: SocketAddr, admin_key: &str) -> String {
     principal.json()["token"].as_str().unwrap().to_owned()
 }
 
-/// Sends an upload; the upload id when the gateway acknowledged it (200 or 202), `None`
-/// when the connection broke first (the gateway was killed) or it answered otherwise.
-async fn try_upload(addr: SocketAddr, token: &str, body: &[u8]) -> Option<(u16, String)> {
+/// Sends an upload and waits for the answer (at most `PATIENCE`).
+async fn send_upload(addr: SocketAddr, token: &str, body: &[u8]) -> std::io::Result<Response> {
     let mut request = format!(
         "POST /v1/uploads HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
          {X12}Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -125,13 +124,33 @@ async fn try_upload(addr: SocketAddr, token: &str, body: &[u8]) -> Option<(u16, 
     )
     .into_bytes();
     request.extend_from_slice(body);
-    let response = request_with(addr, client_config(ClientOptions::default()), &request)
-        .await
-        .ok()?;
-    matches!(response.status, 200 | 202).then(|| {
-        let id = response.json()["upload_id"].as_str().unwrap().to_owned();
-        (response.status, id)
-    })
+    request_within(
+        addr,
+        client_config(ClientOptions::default()),
+        &request,
+        PATIENCE,
+    )
+    .await
+}
+
+/// The status and upload id of an upload the gateway acknowledged (200 or 202); `None`
+/// when the connection broke first (the gateway was killed).
+async fn try_upload(addr: SocketAddr, token: &str, body: &[u8]) -> Option<(u16, String)> {
+    let response = send_upload(addr, token, body).await.ok()?;
+    assert!(
+        matches!(response.status, 200 | 202),
+        "an upload answered, but not with 200 or 202: {response:?}"
+    );
+    let id = response.json()["upload_id"].as_str().unwrap().to_owned();
+    Some((response.status, id))
+}
+
+/// An upload that must be acknowledged: its status and upload id.
+async fn upload_ok(addr: SocketAddr, token: &str, body: &[u8]) -> (u16, String) {
+    let response = send_upload(addr, token, body).await.expect("the upload");
+    assert!(matches!(response.status, 200 | 202), "{response:?}");
+    let id = response.json()["upload_id"].as_str().unwrap().to_owned();
+    (response.status, id)
 }
 
 /// What an upload left, independent of random ids and of other uploads: its claims
@@ -247,7 +266,7 @@ async fn reference_tables(backend: Backend, file: &[u8]) -> Option<Vec<String>> 
     let env = fault_env(&data, database.as_ref().map(|d| d.url.as_str()));
     let gateway = Gateway::start(dir.path(), &env);
     let submitter = provider_and_submitter(gateway.addr, &gateway.admin_key).await;
-    let (status, id) = try_upload(gateway.addr, &submitter, file).await.unwrap();
+    let (status, id) = upload_ok(gateway.addr, &submitter, file).await;
     assert_eq!(status, 202);
     let receipt = receipt_within(gateway.addr, &submitter, &id, PATIENCE).await;
     assert_eq!(receipt["state"], "done", "{receipt}");
@@ -299,7 +318,7 @@ async fn killed_at_random_on(backend: Backend) {
 
     let first = Gateway::start_named(dir.path(), &env, "-0", true);
     let submitter = provider_and_submitter(first.addr, &first.admin_key).await;
-    let (status, big_id) = try_upload(first.addr, &submitter, &big).await.unwrap();
+    let (status, big_id) = upload_ok(first.addr, &submitter, &big).await;
     assert_eq!(status, 202);
     let mut first = Some(first);
 
@@ -324,7 +343,7 @@ async fn killed_at_random_on(backend: Backend) {
     // The senders whose upload was cut off send it again: an upload the gateway had
     // recorded before it died answers 200 with its id, a lost one starts afresh.
     for (trial, small) in &cut_off {
-        let (_, id) = try_upload(gateway.addr, &submitter, small).await.unwrap();
+        let (_, id) = upload_ok(gateway.addr, &submitter, small).await;
         acknowledged.push((*trial, id));
     }
     eprintln!(
@@ -556,7 +575,7 @@ async fn postgres_stopped_and_restarted_mid_ingest_the_upload_completes_once() {
     let env = fault_env(&data, Some(&url));
     let mut gateway = Gateway::start(dir.path(), &env);
     let submitter = provider_and_submitter(gateway.addr, &gateway.admin_key).await;
-    let (status, big_id) = try_upload(gateway.addr, &submitter, &big).await.unwrap();
+    let (status, big_id) = upload_ok(gateway.addr, &submitter, &big).await;
     assert_eq!(status, 202);
     let deadline = Instant::now() + Duration::from_secs(120);
     while count(&url, "SELECT coalesce(max(checkpoint), -1) FROM uploads").await < 2_000 {
@@ -594,7 +613,7 @@ async fn postgres_stopped_and_restarted_mid_ingest_the_upload_completes_once() {
     let receipt = receipt_within(gateway.addr, &submitter, &big_id, PATIENCE).await;
     assert_eq!(receipt["state"], "done", "{receipt}");
     same_tables(&upload_tables(&url, &big_id).await, &expected);
-    let (status, small_id) = try_upload(gateway.addr, &submitter, &small).await.unwrap();
+    let (status, small_id) = upload_ok(gateway.addr, &submitter, &small).await;
     assert_eq!(status, 202, "the refused upload is new to the gateway");
     let receipt = receipt_within(gateway.addr, &submitter, &small_id, PATIENCE).await;
     assert_eq!(receipt["counts"]["accepted"], 5, "{receipt}");
@@ -727,7 +746,7 @@ async fn a_full_raw_store_refuses_the_upload_and_recovers_sqlite() {
     assert_eq!(integrity, "ok");
 
     disk.resize("16m");
-    let (status, id) = try_upload(gateway.addr, &submitter, &file).await.unwrap();
+    let (status, id) = upload_ok(gateway.addr, &submitter, &file).await;
     assert_eq!(status, 202, "accepted once there is room");
     let receipt = receipt_within(gateway.addr, &submitter, &id, PATIENCE).await;
     assert_eq!(receipt["state"], "done", "{receipt}");

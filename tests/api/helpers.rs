@@ -959,10 +959,31 @@ pub async fn request_with(
     read_response(&mut stream).await
 }
 
+/// Sends raw request bytes and reads the response to the end of the connection, waiting
+/// at most `limit` for it (a large upload on a busy machine).
+pub async fn request_within(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    request: &[u8],
+    limit: Duration,
+) -> std::io::Result<Response> {
+    let mut stream = connect(addr, config).await?;
+    stream.write_all(request).await?;
+    read_response_within(&mut stream, limit).await
+}
+
 /// Reads one response (until the server closes, or ten seconds pass).
 pub async fn read_response<S: AsyncReadExt + Unpin>(stream: &mut S) -> std::io::Result<Response> {
+    read_response_within(stream, Duration::from_secs(10)).await
+}
+
+/// Reads one response (until the server closes, or `limit` passes).
+pub async fn read_response_within<S: AsyncReadExt + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> std::io::Result<Response> {
     let mut raw = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
+    let read = tokio::time::timeout(limit, async {
         let mut buf = [0u8; 8192];
         loop {
             match stream.read(&mut buf).await {
@@ -982,7 +1003,7 @@ pub async fn read_response<S: AsyncReadExt + Unpin>(stream: &mut S) -> std::io::
         Err(_) => {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                "no response in 10 s",
+                "no response in time",
             ));
         }
     }
