@@ -180,7 +180,7 @@ impl Keyring {
             let mut event = AuditEvent::new(EventKind::DataKeyCreated, Outcome::Success);
             event.provider = Some(provider.as_str().to_owned());
             match self
-                .create(&KeyAdmin::operator_console(), provider, &event)
+                .create(&KeyAdmin::operator_console(), provider, &event, false)
                 .await
             {
                 // Another request created it first: read it.
@@ -232,6 +232,7 @@ impl Keyring {
                             KeyPurpose::Index,
                             &bytes,
                             &event,
+                            false,
                         )
                         .await
                     {
@@ -261,6 +262,7 @@ impl Keyring {
         purpose: KeyPurpose,
         bytes: &[u8; aead::KEY_LEN],
         audit: &AuditEvent,
+        replaces_active: bool,
     ) -> Result<String, KeyringError> {
         let mut suffix = [0u8; 8];
         aws_lc_rs::rand::fill(&mut suffix).map_err(|_| CryptoError::Random)?;
@@ -280,6 +282,7 @@ impl Keyring {
                     kek_fingerprint: &self.kek.fingerprint(),
                     wrapped_key: &wrapped,
                     purpose,
+                    replaces_active,
                 },
                 &event,
             )
@@ -287,15 +290,18 @@ impl Keyring {
         Ok(key_id)
     }
 
+    /// A new sealing key for `provider`: the first one (`rotation` false; `Conflict` when
+    /// another request made it first) or the active one's successor.
     async fn create(
         &self,
         admin: &KeyAdmin,
         provider: &ProviderCode,
         audit: &AuditEvent,
+        rotation: bool,
     ) -> Result<Arc<DataKey>, KeyringError> {
         let bytes = aead::random_key()?;
         let key_id = self
-            .store_new_key(admin, provider, KeyPurpose::Seal, &bytes, audit)
+            .store_new_key(admin, provider, KeyPurpose::Seal, &bytes, audit, rotation)
             .await?;
         let key = Arc::new(DataKey::from_bytes(&key_id, bytes, 0)?);
         self.cache
@@ -323,7 +329,7 @@ impl Keyring {
         provider: &ProviderCode,
         audit: &AuditEvent,
     ) -> Result<String, KeyringError> {
-        self.create(admin, provider, audit)
+        self.create(admin, provider, audit, true)
             .await
             .map(|k| k.id().to_owned())
     }

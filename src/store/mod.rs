@@ -388,6 +388,11 @@ pub struct NewDataKey<'a> {
     pub wrapped_key: &'a [u8],
     /// What it is for.
     pub purpose: KeyPurpose,
+    /// `true`: a rotation, which retires the active key; `false`: the provider's first
+    /// key for the purpose, refused with [`StoreError::Conflict`] when another request
+    /// created one first (that key must not be retired: what it sealed may not be
+    /// written yet, so a re-encryption pass would find nothing and erase it).
+    pub replaces_active: bool,
 }
 
 /// What a data key is for.

@@ -734,6 +734,19 @@ macro_rules! portable_queries {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or(StoreError::UnknownProvider)?;
+            if !new.replaces_active {
+                let active: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM data_keys WHERE provider_id = $1 AND purpose = $2 \
+                     AND retired_at IS NULL AND destroyed_at IS NULL",
+                )
+                .bind(provider_id)
+                .bind(new.purpose.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if active > 0 {
+                    return Err(StoreError::Conflict);
+                }
+            }
             sqlx::query(
                 "UPDATE data_keys SET retired_at = $2 WHERE provider_id = $1 AND purpose = $3 \
                  AND retired_at IS NULL AND destroyed_at IS NULL",

@@ -332,3 +332,50 @@ async fn seal_counts_survive_a_restart_and_the_kek_rotates_by_rewrapping() {
         .collect();
     assert!(kinds.contains(&"kek.rotated".to_owned()));
 }
+
+/// Concurrent first uploads of a provider each need its first sealing key: exactly one
+/// is created and all of them seal under it. (A second creation used to retire the
+/// first, and the background re-encryption pass, finding nothing stored under it yet,
+/// erased it: an upload sealed under it then failed with `key_destroyed`.)
+async fn first_key_race_on(backend: Backend) {
+    let Some(app) = TestApp::on(backend, "keys_first_race", &[]).await else {
+        return;
+    };
+    app.provider("acme").await;
+    let provider = ProviderCode::parse("acme").unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (_, keyring) = app.keyring().await;
+        let provider = provider.clone();
+        tasks.push(tokio::spawn(async move {
+            keyring
+                .sealing_key(&provider)
+                .await
+                .unwrap()
+                .id()
+                .to_owned()
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one key for all: {ids:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM data_keys WHERE purpose = 'seal'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn concurrent_first_uploads_share_one_sealing_key_sqlite() {
+    first_key_race_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_first_uploads_share_one_sealing_key() {
+    first_key_race_on(Backend::Postgres).await;
+}
