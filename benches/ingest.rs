@@ -11,7 +11,8 @@
 //! transaction (SQLite; a one-row-per-statement loop is several times slower through the
 //! driver, so it would flatter the pipeline). The ratio of the two wall times is printed,
 //! with the ingest's peak RSS and the CPU seconds of the gateway and of the PostgreSQL
-//! server.
+//! server. Each ingest runs in a fresh process (the bench binary again), so its peak RSS
+//! is the pipeline's alone; the peak printed is the highest of the runs.
 //!
 //! Wall times on a shared 2-core machine vary by up to 40 % from run to run, so each pair is
 //! run `BENCH_REPEAT` times (default 3), alternating, each on a fresh database after a
@@ -237,6 +238,67 @@ async fn bare_sqlite(url: &str, rows: &[ClaimRow]) -> Timed {
     Timed::since(started, cpu)
 }
 
+/// One ingest measured in a process of its own.
+struct ChildIngest {
+    timed: Timed,
+    raw_secs: f64,
+    records: i64,
+    peak_rss_mib: f64,
+}
+
+/// The environment variable that makes this binary run one ingest and report it.
+const CHILD: &str = "BENCH_INGEST_CHILD";
+
+/// Runs one ingest of `file` into a fresh database `db` in a new process (this binary
+/// again), so that its peak RSS is the pipeline's alone, not what the bare loads and
+/// earlier ingests left on this process's heap.
+fn ingest_in_child(backend: &str, db: &str, file: &std::path::Path, mapping: &str) -> ChildIngest {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD, format!("{backend}\t{db}\t{}", file.display()))
+        .env("BENCH_INGEST_MAPPING", mapping)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ingest child failed: {}",
+        output.status
+    );
+    let out = String::from_utf8(output.stdout).unwrap();
+    let f: Vec<f64> = out.trim().split(' ').map(|v| v.parse().unwrap()).collect();
+    ChildIngest {
+        timed: Timed {
+            secs: f[0],
+            own_cpu: f[1],
+            server_cpu: f[2],
+        },
+        raw_secs: f[3],
+        records: f[4] as i64,
+        peak_rss_mib: f[5],
+    }
+}
+
+/// The child's side of [`ingest_in_child`]: ingest, print the figures on one line.
+async fn child(spec: &str, admin: &str) {
+    let mut parts = spec.splitn(3, '\t');
+    let (backend, db, file) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        std::path::PathBuf::from(parts.next().unwrap()),
+    );
+    let mapping = std::env::var("BENCH_INGEST_MAPPING").unwrap();
+    let pipeline = target(backend, admin, db).await;
+    reset_peak_rss();
+    let (timed, raw_secs, records) = ingest(&pipeline, &file, &mapping).await;
+    println!(
+        "{} {} {} {raw_secs} {records} {}",
+        timed.secs,
+        timed.own_cpu,
+        timed.server_cpu,
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -250,6 +312,9 @@ async fn run() {
     let claims = env_u64("BENCH_INGEST_CLAIMS", 333_334);
     let admin = std::env::var("BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    if let Ok(spec) = std::env::var(CHILD) {
+        return child(&spec, &admin).await;
+    }
     let files = tempfile::tempdir().unwrap();
     let x12 = files.path().join("bench.x12");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&x12).unwrap());
@@ -281,80 +346,61 @@ async fn run() {
     let backends = backends(&admin).await;
     let repeat = env_u64("BENCH_REPEAT", 3).max(1);
     let inputs = [("837P", &x12, "x12"), ("CSV", &csv, CSV_MAPPING)];
-    // The first ingest of each runs before any bare load's rows are built in memory, so
-    // its peak RSS is the pipeline's own.
-    let mut firsts = Vec::new();
     for backend in &backends {
         for (label, file, mapping) in inputs {
             let db = format!("bench_ingest_{}", label.to_lowercase());
-            let pipeline = target(backend, &admin, &db).await;
-            reset_peak_rss();
-            let (first, raw_secs, records) = ingest(&pipeline, file, mapping).await;
-            firsts.push((
-                *backend,
-                label,
-                file,
-                mapping,
-                db,
-                first,
-                raw_secs,
-                records,
-                peak_rss_mib(),
-            ));
-        }
-    }
-    for (backend, label, file, mapping, db, first, raw_secs, records, rss) in firsts {
-        let rows = rows(file, mapping);
-        let mut best_ingest = first;
-        let mut best_bare: Option<Timed> = None;
-        for round in 0..repeat {
-            if round > 0 {
-                let pipeline = target(backend, &admin, &db).await;
-                best_ingest = ingest(&pipeline, file, mapping)
-                    .await
-                    .0
-                    .fastest(Some(best_ingest));
+            let rows = rows(file, mapping);
+            let mut best_ingest: Option<Timed> = None;
+            let mut best_bare: Option<Timed> = None;
+            let (mut raw_secs, mut records, mut rss) = (f64::MAX, 0, 0.0_f64);
+            for _ in 0..repeat {
+                let one = ingest_in_child(backend, &db, file, mapping);
+                best_ingest = Some(one.timed.fastest(best_ingest));
+                raw_secs = raw_secs.min(one.raw_secs);
+                records = one.records;
+                rss = rss.max(one.peak_rss_mib);
+                let bare_target = target(backend, &admin, &format!("{db}_bare")).await;
+                let bare = if *backend == "postgres" {
+                    bare_postgres(&bare_target.url, &rows).await
+                } else {
+                    bare_sqlite(&bare_target.url, &rows).await
+                };
+                best_bare = Some(bare.fastest(best_bare));
             }
-            let bare_target = target(backend, &admin, &format!("{db}_bare")).await;
-            let bare = if backend == "postgres" {
-                bare_postgres(&bare_target.url, &rows).await
-            } else {
-                bare_sqlite(&bare_target.url, &rows).await
+            let best_ingest = best_ingest.unwrap();
+            let bare = best_bare.unwrap();
+            let lines: usize = rows.iter().map(|r| r.lines.len()).sum();
+            let cpu = |t: &Timed| {
+                if *backend == "postgres" {
+                    format!(
+                        "gateway CPU {:.1} s, PostgreSQL CPU {:.1} s",
+                        t.own_cpu, t.server_cpu
+                    )
+                } else {
+                    format!("CPU {:.1} s", t.own_cpu)
+                }
             };
-            best_bare = Some(bare.fastest(best_bare));
+            println!(
+                "{backend} {label}: {records} records ({} claims, {lines} lines), fastest of {repeat}: ingest {:.2} s ({:.0} lines/s; {}), bare {} {:.2} s ({}); ratio {:.2} (goal {}); raw file stored in {raw_secs:.2} s; peak RSS of the ingest {rss:.0} MiB",
+                rows.len(),
+                best_ingest.secs,
+                lines as f64 / best_ingest.secs,
+                cpu(&best_ingest),
+                if *backend == "postgres" {
+                    "binary COPY"
+                } else {
+                    "prepared multi-row INSERTs"
+                },
+                bare.secs,
+                cpu(&bare),
+                best_ingest.secs / bare.secs,
+                if *backend == "postgres" {
+                    "1.15"
+                } else {
+                    "1.25"
+                },
+            );
         }
-        let bare = best_bare.unwrap();
-        let lines: usize = rows.iter().map(|r| r.lines.len()).sum();
-        let cpu = |t: &Timed| {
-            if backend == "postgres" {
-                format!(
-                    "gateway CPU {:.1} s, PostgreSQL CPU {:.1} s",
-                    t.own_cpu, t.server_cpu
-                )
-            } else {
-                format!("CPU {:.1} s", t.own_cpu)
-            }
-        };
-        println!(
-            "{backend} {label}: {records} records ({} claims, {lines} lines), fastest of {repeat}: ingest {:.2} s ({:.0} lines/s; {}), bare {} {:.2} s ({}); ratio {:.2} (goal {}); raw file stored in {raw_secs:.2} s; peak RSS of the ingest {rss:.0} MiB",
-            rows.len(),
-            best_ingest.secs,
-            lines as f64 / best_ingest.secs,
-            cpu(&best_ingest),
-            if backend == "postgres" {
-                "binary COPY"
-            } else {
-                "prepared multi-row INSERTs"
-            },
-            bare.secs,
-            cpu(&bare),
-            best_ingest.secs / bare.secs,
-            if backend == "postgres" {
-                "1.15"
-            } else {
-                "1.25"
-            },
-        );
     }
     println!(
         "load average after: {}",
