@@ -442,6 +442,25 @@ impl Keyring {
         Ok((key, sealed, sealing.id().to_owned()))
     }
 
+    /// Seals a raw file's key again, under the provider's active data key read afresh,
+    /// when `erased_key_id`, the key it was first sealed under, was drained or destroyed
+    /// before the file was recorded; returns the sealed key and the sealing key's id.
+    pub async fn reseal_new_file_key(
+        &self,
+        provider: &ProviderCode,
+        file_id: &str,
+        key: &[u8; aead::KEY_LEN],
+        erased_key_id: &str,
+    ) -> Result<(Vec<u8>, String), KeyringError> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(erased_key_id);
+        let sealing = self.sealing_key(provider).await?;
+        let sealed = sealing.seal(file_key_slot(file_id), key)?;
+        Ok((sealed, sealing.id().to_owned()))
+    }
+
     /// Opens a raw file's sealed key.
     pub async fn open_file_key(
         &self,

@@ -11,6 +11,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use zeroize::Zeroizing;
+
+use crate::crypto::aead;
 use crate::crypto::raw_file::{DecryptingReader, EncryptingWriter};
 use crate::keyring::{Keyring, KeyringError};
 use crate::providers::ProviderCode;
@@ -84,6 +87,8 @@ pub struct RawFileWriter {
     file_id: String,
     key_id: String,
     sealed_key: Vec<u8>,
+    /// Kept to seal it again if its data key is erased before the file is recorded.
+    file_key: Zeroizing<[u8; aead::KEY_LEN]>,
     partial: PathBuf,
     writer: Option<EncryptingWriter<BufWriter<File>>>,
     sha256: aws_lc_rs::digest::Context,
@@ -304,6 +309,7 @@ impl RawStore {
             file_id,
             key_id,
             sealed_key,
+            file_key,
             partial,
             writer: Some(writer),
             sha256: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
@@ -315,7 +321,7 @@ impl RawStore {
     /// with its sealed key. The sync and rename run off the async executor.
     pub async fn commit(&self, mut writer: RawFileWriter) -> Result<StoredRawFile, RawStoreError> {
         let final_path = self.path(&writer.provider, &writer.file_id);
-        let (writer, stored_bytes) = tokio::task::spawn_blocking(move || {
+        let (mut writer, stored_bytes) = tokio::task::spawn_blocking(move || {
             let written = writer.finish(&final_path);
             (writer, written)
         })
@@ -336,17 +342,42 @@ impl RawStore {
             let _ = tokio::fs::remove_file(&local).await;
             uploaded?;
         }
-        self.store
-            .insert_raw_file(
-                &writer.provider,
-                &NewRawFile {
-                    file_id: &writer.file_id,
-                    sealed_key: &writer.sealed_key,
-                    stored_bytes: i64::try_from(stored_bytes).unwrap_or(i64::MAX),
-                    data_key_id: &writer.key_id,
-                },
-            )
-            .await?;
+        // A rotation whose re-encryption pass drained the sealing key while the file was
+        // written: seal the file's key under the new active key and record it so (a
+        // second drain in between would need a second rotation within the same upload).
+        for attempt in 0..3 {
+            let recorded = self
+                .store
+                .insert_raw_file(
+                    &writer.provider,
+                    &NewRawFile {
+                        file_id: &writer.file_id,
+                        sealed_key: &writer.sealed_key,
+                        stored_bytes: i64::try_from(stored_bytes).unwrap_or(i64::MAX),
+                        data_key_id: &writer.key_id,
+                    },
+                )
+                .await;
+            match recorded {
+                Err(StoreError::KeyErased) if attempt < 2 => {
+                    let (sealed_key, key_id) = self
+                        .keyring
+                        .reseal_new_file_key(
+                            &writer.provider,
+                            &writer.file_id,
+                            &writer.file_key,
+                            &writer.key_id,
+                        )
+                        .await?;
+                    writer.sealed_key = sealed_key;
+                    writer.key_id = key_id;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Ok(StoredRawFile {
             file_id: writer.file_id.clone(),
             plaintext_bytes: writer.received,

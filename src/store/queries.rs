@@ -778,6 +778,11 @@ macro_rules! portable_queries {
             now: OffsetDateTime,
         ) -> Result<(), StoreError> {
             let mut tx = begin_tenant(pool, provider).await?;
+            // The file's key is sealed under this data key: a key drained or destroyed
+            // while the file was being written would leave it unreadable once recorded.
+            if !lock_data_key(&mut tx, file.data_key_id).await? {
+                return Err(StoreError::KeyErased);
+            }
             let done = sqlx::query(
                 "INSERT INTO raw_files (file_id, provider_id, sealed_key, stored_bytes, created_at, data_key_id) \
                  SELECT $1, id, $3, $4, $5, $6 FROM providers WHERE code = $2",

@@ -125,3 +125,54 @@ async fn raw_files_are_encrypted_tenant_scoped_and_shredded_with_their_keys_sqli
 async fn postgres_raw_files_are_encrypted_tenant_scoped_and_shredded_with_their_keys() {
     raw_store_on(Backend::Postgres).await;
 }
+
+/// CR-07: a key rotation whose re-encryption pass drains the old key while a raw file
+/// is still being written under it. The file is recorded under the new key and reads
+/// back whole; it is never acknowledged under an erased key.
+async fn rotation_during_a_raw_upload_on(backend: Backend) {
+    let Some(app) = TestApp::on(backend, "raw_rotation", &[]).await else {
+        return;
+    };
+    app.provider("acme").await;
+    let store = Store::connect(&app.settings.database).await.unwrap();
+    let kek = Arc::new(MasterKey::load(&app.settings.keys.master_key, Profile::Dev).unwrap());
+    let keyring = Arc::new(Keyring::new(store.clone(), kek));
+    let raw = RawStore::new(&app.settings.data_dir.join("raw"), store, keyring.clone()).unwrap();
+    let acme = ProviderCode::parse("acme").unwrap();
+    let admin = KeyAdmin::operator_console();
+    let original = format!("CLM*{CANARY}*100~\n").repeat(2_000).into_bytes();
+
+    let mut writer = raw.begin(&acme).await.unwrap();
+    writer.write(&original).unwrap();
+    let first_key = keyring.sealing_key(&acme).await.unwrap().id().to_owned();
+    let rotated = AuditEvent::new(EventKind::DataKeyRotated, Outcome::Success);
+    let new_key = keyring.rotate(&admin, &acme, &rotated).await.unwrap();
+    let done = keyring.reencrypt(&admin, &acme).await.unwrap();
+    assert_eq!(
+        done.drained,
+        std::slice::from_ref(&first_key),
+        "nothing recorded is sealed by the first key yet, so the pass erases it"
+    );
+
+    let stored = raw.commit(writer).await.unwrap();
+    let mut back = Vec::new();
+    raw.open(&acme, &stored.file_id)
+        .await
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert_eq!(back, original, "the file reads back under the new key");
+    let again = keyring.reencrypt(&admin, &acme).await.unwrap();
+    assert_eq!(again.files, 0, "nothing is left under a retired key");
+    assert_ne!(new_key, first_key);
+}
+
+#[tokio::test]
+async fn a_raw_file_whose_key_is_drained_mid_upload_is_recorded_under_the_new_key_sqlite() {
+    rotation_during_a_raw_upload_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_raw_file_whose_key_is_drained_mid_upload_is_recorded_under_the_new_key() {
+    rotation_during_a_raw_upload_on(Backend::Postgres).await;
+}
