@@ -217,6 +217,10 @@ struct GuardedBody {
     limits: BodyLimits,
     received: u64,
     received_at_window_start: u64,
+    /// Whether the handler waited for the client in this window. A window in which it
+    /// never did (the gateway itself was busy: a database call before the body is read,
+    /// a full disk queue) says nothing of the client's rate and is not held against it.
+    starved: bool,
     window_ends: Pin<Box<tokio::time::Sleep>>,
     failed: bool,
 }
@@ -228,21 +232,27 @@ impl GuardedBody {
             limits,
             received: 0,
             received_at_window_start: 0,
+            starved: false,
             window_ends: Box::pin(tokio::time::sleep(limits.window)),
             failed: false,
         }
     }
 
-    /// Called when a window has ended: fails if too little arrived in it.
+    /// Called when a window has ended: fails if the handler waited for the client in it
+    /// and too little arrived.
     fn close_window(&mut self) -> Result<(), PayloadError> {
         let in_window = self.received - self.received_at_window_start;
-        if self.limits.min_bytes_per_window > 0 && in_window < self.limits.min_bytes_per_window {
+        if self.starved
+            && self.limits.min_bytes_per_window > 0
+            && in_window < self.limits.min_bytes_per_window
+        {
             return Err(PayloadError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "request body below the minimum transfer rate",
             )));
         }
         self.received_at_window_start = self.received;
+        self.starved = false;
         let next = tokio::time::Instant::now() + self.limits.window;
         self.window_ends.as_mut().reset(next);
         Ok(())
@@ -275,6 +285,10 @@ impl Stream for GuardedBody {
                     return this.fail(PayloadError::Overflow);
                 }
                 Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Pending => {
+                this.starved = true;
+                Poll::Pending
             }
             other => other,
         }
