@@ -124,7 +124,25 @@ pub async fn show(
         .await?
         .ok_or(ApiError::NotFound)?;
     let stored = &detail.phi;
-    let opened = crate::protect::open_phi(&state.keyring, stored).await?;
+    let opened = match crate::protect::open_phi(&state.keyring, stored).await {
+        Ok(opened) => opened,
+        Err(crate::keyring::KeyringError::Crypto(_)) => {
+            // Tampering, or a value moved from its place: an alert and an audit event of
+            // its own, beside the read already recorded.
+            tracing::error!(
+                alert = "integrity_failure",
+                claim = id,
+                "a stored value failed its integrity check"
+            );
+            state.metrics.integrity_failure();
+            let mut failure = caller.event_for(&access, EventKind::IntegrityFailure);
+            failure.outcome = crate::audit::Outcome::Denied;
+            failure.resource = Some(format!("claim:{id}"));
+            state.store.append_audit(&failure).await?;
+            return Err(ApiError::IntegrityFailure);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let date = |d: Option<time::Date>| d.map(|d| d.to_string());
     let time = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
     let lines: Vec<serde_json::Value> = detail

@@ -391,5 +391,5 @@ pub async fn metrics(caller: Caller, state: web::Data<AppState>) -> Result<HttpR
     let queue = state.store.queue_depth().await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&queue)))
+        .body(state.metrics.render(&queue, state.store.journal_health())))
 }

@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::authz::Role;
 
-pub use journal::{Appended, Journal};
+pub use journal::{Appended, Journal, JournalHealth};
 
 /// Where audit times come from: the system clock, or (in tests) any other.
 #[derive(Clone)]
@@ -178,6 +178,14 @@ pub enum EventKind {
     /// Every data key was wrapped anew under another key-encryption key.
     #[serde(rename = "kek.rotated")]
     KekRotated,
+    /// A stored encrypted value failed its integrity check when read (tampered, or moved
+    /// from another row, column or provider); nothing was returned.
+    #[serde(rename = "integrity.failure")]
+    IntegrityFailure,
+    /// The gateway started with a configuration (settings, access-control model or
+    /// policy) other than the one it last ran with; `resource` names both digests.
+    #[serde(rename = "config.changed")]
+    ConfigChanged,
 }
 
 impl EventKind {
@@ -224,6 +232,8 @@ impl EventKind {
             Self::DataKeyDestroyed => "datakey.destroyed",
             Self::DataKeyDrained => "datakey.drained",
             Self::KekRotated => "kek.rotated",
+            Self::IntegrityFailure => "integrity.failure",
+            Self::ConfigChanged => "config.changed",
         }
     }
 }

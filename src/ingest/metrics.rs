@@ -1,10 +1,11 @@
-//! Ingest counters for `GET /metrics` (Prometheus text format). Counts and durations
+//! Ingest counters (and the audit journal's health) for `GET /metrics` (Prometheus text format). Counts and durations
 //! only: no identifier, no value from a file.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::audit::JournalHealth;
 use crate::store::{Batch, UploadCounts};
 
 /// Upper bounds of the batch-latency histogram, in seconds.
@@ -25,6 +26,7 @@ pub struct Metrics {
     batches: AtomicU64,
     batch_micros: AtomicU64,
     batch_buckets: [AtomicU64; BUCKETS.len()],
+    integrity_failures: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -64,6 +66,11 @@ impl Metrics {
         }
     }
 
+    /// A stored value failed its integrity check when read.
+    pub fn integrity_failure(&self) {
+        add(&self.integrity_failures, 1);
+    }
+
     /// An upload ended, with its final counts.
     pub fn finished(&self, done: bool, counts: &UploadCounts) {
         add(
@@ -84,8 +91,9 @@ impl Metrics {
         );
     }
 
-    /// The Prometheus text exposition, with the queue depth by state read from the store.
-    pub fn render(&self, queue: &[(String, i64)]) -> String {
+    /// The Prometheus text exposition, with the queue depth by state read from the store
+    /// and the audit journal's health.
+    pub fn render(&self, queue: &[(String, i64)], journal: JournalHealth) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, lines: &[(&str, u64)]| {
@@ -123,6 +131,11 @@ impl Metrics {
             "Claims written to the store.",
             &[("", get(&self.claims_stored))],
         );
+        counter(
+            "claimgate_integrity_failures_total",
+            "Stored values that failed their integrity check when read.",
+            &[("", get(&self.integrity_failures))],
+        );
         let _ = writeln!(
             out,
             "# HELP claimgate_batch_seconds Time to commit one batch.\n# TYPE claimgate_batch_seconds histogram"
@@ -151,6 +164,25 @@ impl Metrics {
                 .map_or(0, |(_, n)| *n);
             let _ = writeln!(out, "claimgate_queue_uploads{{state=\"{state}\"}} {n}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP claimgate_audit_sink_failures_total Failed writes to an audit sink.\n\
+             # TYPE claimgate_audit_sink_failures_total counter\n\
+             claimgate_audit_sink_failures_total{{sink=\"journal\"}} {}\n\
+             # HELP claimgate_audit_sink_degraded 1 while committed audit events wait for a sink.\n\
+             # TYPE claimgate_audit_sink_degraded gauge\n\
+             claimgate_audit_sink_degraded{{sink=\"journal\"}} {}\n\
+             # HELP claimgate_audit_sink_backlog Committed audit events not yet in a sink.\n\
+             # TYPE claimgate_audit_sink_backlog gauge\n\
+             claimgate_audit_sink_backlog{{sink=\"journal\"}} {}\n\
+             # HELP claimgate_audit_sink_lost_total Audit events a sink will never hold (the database does).\n\
+             # TYPE claimgate_audit_sink_lost_total counter\n\
+             claimgate_audit_sink_lost_total{{sink=\"journal\"}} {}",
+            journal.failures,
+            u8::from(journal.backlog > 0),
+            journal.backlog,
+            journal.lost,
+        );
         out
     }
 }

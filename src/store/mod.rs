@@ -583,6 +583,11 @@ impl Store {
         self
     }
 
+    /// The audit journal's health (failed writes, events waiting, events lost).
+    pub fn journal_health(&self) -> crate::audit::JournalHealth {
+        self.journal.health()
+    }
+
     /// The same store, stamping audit events with `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -1496,6 +1501,14 @@ impl Store {
     ) -> Result<Option<Checkpoint>, StoreError> {
         let now = self.clock.now();
         on_backend!(self, checkpoint(key, now))
+    }
+
+    /// The newest event of `kind`, if any.
+    pub async fn last_audit_event(
+        &self,
+        kind: crate::audit::EventKind,
+    ) -> Result<Option<StoredAuditEvent>, StoreError> {
+        on_backend!(self, last_audit_event(kind.code()))
     }
 
     /// Every checkpoint, in sequence order.

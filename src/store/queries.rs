@@ -669,6 +669,31 @@ macro_rules! portable_queries {
                 .collect()
         }
 
+        pub(super) async fn last_audit_event(
+            pool: &$pool,
+            kind: &str,
+        ) -> Result<Option<StoredAuditEvent>, StoreError> {
+            let mut tx = begin_audit_read(pool).await?;
+            let row = sqlx::query(
+                "SELECT seq, kind, body, prev_hash, hash FROM audit_events \
+                 WHERE kind = $1 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            row.map(|r| {
+                Ok(StoredAuditEvent {
+                    seq: r.try_get("seq")?,
+                    kind: r.try_get("kind")?,
+                    body: r.try_get("body")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .transpose()
+        }
+
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {
             audit_page(pool, 0, i64::MAX, None, None, i64::MAX).await
         }

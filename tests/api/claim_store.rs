@@ -170,7 +170,7 @@ async fn sealed_and_opened_on(backend: Backend) {
         a = ids[0]
     ))
     .await;
-    for id in ids {
+    for &id in &ids {
         let moved = app
             .call(
                 &reader,
@@ -192,6 +192,26 @@ async fn sealed_and_opened_on(backend: Backend) {
         "each opened claim is audited with its purpose and disclosure"
     );
     assert!(trail.iter().all(|e| !e.body.contains("ZZ")));
+    let failures: Vec<_> = trail
+        .iter()
+        .filter(|e| e.kind == "integrity.failure")
+        .collect();
+    assert_eq!(failures.len(), 2, "one integrity event a failed read");
+    for (failure, id) in failures.iter().zip(&ids) {
+        assert!(
+            failure.body.contains(&format!("claim:{id}")),
+            "{}",
+            failure.body
+        );
+    }
+    let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
+    assert!(
+        metrics
+            .body
+            .contains("claimgate_integrity_failures_total 2"),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test]
