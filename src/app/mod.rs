@@ -55,6 +55,14 @@ pub enum StartupError {
     /// The audit journal directory.
     #[error(transparent)]
     Journal(#[from] crate::audit::journal::JournalError),
+    /// A configuration file could not be read to record its digest.
+    #[error("{path}: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The data keys in the database do not match the configured key-encryption key.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
@@ -156,9 +164,19 @@ impl Application {
             None
         };
 
+        let config = config_digest(settings)?;
+        let previous = store
+            .last_audit_event(EventKind::ServerStarted)
+            .await?
+            .and_then(|e| running_config(&e.body));
+        if let Some(previous) = previous.filter(|p| *p != config) {
+            let mut changed = AuditEvent::new(EventKind::ConfigChanged, Outcome::Success);
+            changed.resource = Some(format!("config:{previous}->{config}"));
+            store.append_audit(&changed).await?;
+        }
         let mut started = AuditEvent::new(EventKind::ServerStarted, Outcome::Success);
         started.resource = Some(format!(
-            "profile:{:?}/tls:{:?}/client_auth:{:?}/master_key:{}/audit_key:{}",
+            "profile:{:?}/tls:{:?}/client_auth:{:?}/master_key:{}/audit_key:{}/config:{config}",
             settings.profile,
             settings.tls.profile,
             settings.tls.client_auth,
@@ -166,6 +184,7 @@ impl Application {
             signing_key.fingerprint()
         ));
         store.append_audit(&started).await?;
+        tracing::info!(config_sha256 = %config, "running configuration");
         store.checkpoint(&signing_key).await?;
 
         let listener = std::net::TcpListener::bind(settings.http.listen).map_err(|source| {
@@ -303,6 +322,29 @@ impl Application {
         }
         served
     }
+}
+
+/// The SHA-256 (hex) of the running configuration: every setting (secrets redacted, as
+/// `Debug` prints them) and the access-control model and policy files.
+fn config_digest(settings: &Settings) -> Result<String, StartupError> {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    digest.update(format!("{settings:?}").as_bytes());
+    for file in [&settings.auth.policy_model_file, &settings.auth.policy_file] {
+        let bytes = std::fs::read(file).map_err(|e| StartupError::ConfigFile {
+            path: file.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        digest.update(&(bytes.len() as u64).to_be_bytes());
+        digest.update(&bytes);
+    }
+    Ok(hex::encode(digest.finish()))
+}
+
+/// The configuration digest a `server.started` event body names, if any.
+fn running_config(body: &str) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_str(body).ok()?;
+    let resource = body.get("resource")?.as_str()?;
+    Some(resource.rsplit_once("/config:")?.1.to_owned())
 }
 
 /// Every `interval`: signs the audit chain head (when it moved), records the data keys'
