@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The request body is not `application/json`.
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    /// The body carries a `Content-Encoding`: bodies are taken as sent, never inflated.
+    #[error("request bodies must not be content-encoded (compressed)")]
+    EncodingNotAllowed,
     /// The body exceeds the configured limit.
     #[error("the request body is larger than allowed")]
     PayloadTooLarge,
@@ -157,6 +160,7 @@ impl ApiError {
             Self::MalformedJson => "malformed_json",
             Self::BadParameter => "bad_parameter",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::EncodingNotAllowed => "encoding_not_allowed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::BodyTimeout => "body_timeout",
             Self::IncompleteBody => "incomplete_body",
@@ -267,7 +271,9 @@ impl ResponseError for ApiError {
             | Self::InvalidField { .. }
             | Self::MappingInvalid(_)
             | Self::IncompleteBody => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::EncodingNotAllowed => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,

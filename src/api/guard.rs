@@ -113,6 +113,18 @@ impl From<&HttpSettings> for BodyLimits {
     }
 }
 
+/// Whether the request says its body is compressed (any `Content-Encoding` but
+/// `identity`). Such bodies are refused, not inflated: a small compressed body can
+/// decode to gigabytes (a decompression bomb), and a file must be stored as sent.
+fn content_encoded(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::CONTENT_ENCODING)
+        .any(|v| {
+            !v.to_str()
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity"))
+        })
+}
+
 /// The middleware function (install with `actix_web::middleware::from_fn`).
 pub async fn request_guard(
     mut req: ServiceRequest,
@@ -132,6 +144,8 @@ pub async fn request_guard(
     } else if let Some(limits) = limits {
         if declared_length(&req).is_some_and(|len| len > limits.max_bytes) {
             Some(ApiError::PayloadTooLarge)
+        } else if content_encoded(&req) {
+            Some(ApiError::EncodingNotAllowed)
         } else {
             let body = GuardedBody::new(req.take_payload(), limits);
             req.set_payload(Payload::from(Box::pin(body) as BodyStream));
@@ -141,20 +155,20 @@ pub async fn request_guard(
         None
     };
 
-    let response = match refusal {
+    let mut response = match refusal {
+        // Rendered here, with its own code: not mapped again from its status below.
         Some(error) => req.into_response(error.to_response(request_id.as_str())),
         // The router turns handler errors into responses; an `Err` here can only come
         // from a failing service layer, and the request is gone with it (cloning it
         // before routing is not allowed), so it is answered as an opaque internal error.
         None => match next.call(req).instrument(span.clone()).await {
-            Ok(response) => response,
+            Ok(response) => render_error(response, &request_id, &span),
             Err(error) => {
                 span.in_scope(|| tracing::error!(cause = %error, "service layer failed"));
                 return Err(ApiError::Internal("service layer failed".into()).into());
             }
         },
     };
-    let mut response = render_error(response, &request_id, &span);
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
