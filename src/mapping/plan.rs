@@ -626,6 +626,7 @@ impl Plan {
                     continue;
                 }
                 let result = match field {
+                    _ if targets::holds_nul(item) => Err(targets::NUL_REFUSAL),
                     ClaimField::Diagnoses => targets::push_diagnosis(&mut claim, item),
                     ClaimField::Procedures => targets::push_procedure(&mut claim, item),
                     _ => targets::set_claim(&mut claim, *field, &item.code),
@@ -688,7 +689,12 @@ impl Plan {
                         ));
                         continue;
                     }
-                    if let Err(reason) = targets::set_line(&mut line, *field, &item.code) {
+                    let result = if targets::holds_nul(item) {
+                        Err(targets::NUL_REFUSAL)
+                    } else {
+                        targets::set_line(&mut line, *field, &item.code)
+                    };
+                    if let Err(reason) = result {
                         line_findings.push(field_finding(
                             "mapping.invalid_value",
                             at,

@@ -255,6 +255,15 @@ pub struct ListItem {
 /// Most diagnoses or procedures kept per claim (the Tuva layout has 25 of each).
 pub const MAX_CODES: usize = 25;
 
+/// Why a value holding a NUL character is refused: no claim field has one, and
+/// PostgreSQL text cannot store it.
+pub const NUL_REFUSAL: Refusal = "a value holding a NUL character";
+
+/// Whether the item's code or second part holds a NUL character.
+pub fn holds_nul(item: &ListItem) -> bool {
+    item.code.contains('\0') || item.extra.as_deref().is_some_and(|e| e.contains('\0'))
+}
+
 /// Stores `value` in `field` of `claim`.
 pub fn set_claim(claim: &mut Claim, field: ClaimField, value: &str) -> Result<(), Refusal> {
     use ClaimField::*;
