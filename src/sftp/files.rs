@@ -179,6 +179,23 @@ impl FileSession {
     }
 
     /// Makes a completely received file an upload.
+    /// Audits an upload whose raw file could not be written (and is gone): `storage_full`
+    /// (with an alert) when the raw store ran out of space, `write_failed` otherwise.
+    async fn write_failed(&self, received: u64, error: &crate::raw_store::RawStoreError) {
+        let reason = if error.is_storage_full() {
+            tracing::error!(
+                alert = "storage_full",
+                session = %self.account.session,
+                "the raw store is full; an sftp upload was refused"
+            );
+            "storage_full"
+        } else {
+            tracing::error!(session = %self.account.session, error = %error, "an sftp upload could not be written");
+            "write_failed"
+        };
+        self.shared.discarded(&self.account, received, reason).await;
+    }
+
     async fn complete(&mut self, writer: RawFileWriter) -> Result<(), StatusReply> {
         if writer.received() == 0 {
             self.shared.discard(&self.account, writer, "empty").await;
@@ -378,7 +395,13 @@ impl russh_sftp::server::Handler for FileSession {
             return Err(failure("the file exceeds the size limit"));
         }
         if !upload.stream.send(bytes::Bytes::from(data)).await {
-            self.handles.remove(&handle);
+            // The raw file's writer stopped (its partial file is removed): say why.
+            if let Some(Open::Upload(upload)) = self.handles.remove(&handle) {
+                let received = upload.received;
+                if let Err(e) = upload.stream.finish().await {
+                    self.write_failed(received, &e).await;
+                }
+            }
             return Err(failure("the file could not be written"));
         }
         upload.received = size;
@@ -422,11 +445,13 @@ impl russh_sftp::server::Handler for FileSession {
     async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
         match self.handles.remove(&handle) {
             Some(Open::Upload(upload)) => {
-                let writer = upload
-                    .stream
-                    .finish()
-                    .await
-                    .map_err(|_| failure("the file could not be written"))?;
+                let writer = match upload.stream.finish().await {
+                    Ok(writer) => writer,
+                    Err(e) => {
+                        self.write_failed(upload.received, &e).await;
+                        return Err(failure("the file could not be written"));
+                    }
+                };
                 if is_temporary(&upload.name) {
                     if let Some(earlier) = self.held.insert(upload.name, writer) {
                         self.shared

@@ -82,6 +82,11 @@ impl Shared {
     async fn discard(&self, account: &Account, writer: RawFileWriter, reason: &'static str) {
         let bytes = writer.received();
         drop(writer);
+        self.discarded(account, bytes, reason).await;
+    }
+
+    /// Audits a file of `bytes` received that will not be processed, and already gone.
+    async fn discarded(&self, account: &Account, bytes: u64, reason: &'static str) {
         self.intake.metrics.refused(bytes);
         let mut event = account.event(EventKind::SftpUploadDiscarded, Outcome::Denied);
         event.reason = Some(reason);
