@@ -625,12 +625,12 @@ async fn postgres_stopped_and_restarted_mid_ingest_the_upload_completes_once() {
 }
 
 /// A tmpfs of a given size on a temporary directory (root only), unmounted on drop.
-struct SmallDisk {
+pub(crate) struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    fn mount(test: &str, size: &str) -> Option<Self> {
+    pub(crate) fn mount(test: &str, size: &str) -> Option<Self> {
         if !is_root() {
             skip_fault_test(test, "mounting a tmpfs needs root");
             return None;
@@ -651,7 +651,7 @@ impl SmallDisk {
         Some(Self { dir })
     }
 
-    fn resize(&self, size: &str) {
+    pub(crate) fn resize(&self, size: &str) {
         let status = std::process::Command::new("mount")
             .args(["-o", &format!("remount,size={size}")])
             .arg(self.dir.path())
@@ -660,12 +660,12 @@ impl SmallDisk {
         assert!(status.success(), "remount tmpfs");
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 
     /// Every regular file under the mount.
-    fn files(&self) -> Vec<PathBuf> {
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
                 let path = entry.path();
@@ -753,4 +753,260 @@ async fn a_full_raw_store_refuses_the_upload_and_recovers_sqlite() {
     assert_eq!(receipt["counts"]["accepted"], 10_000, "{receipt}");
     assert_eq!(disk.files().len(), 1, "the stored raw file");
     gateway.stop();
+}
+
+/// Fills the file system holding `dir` with a file in it; returns that file.
+fn fill(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 64 << 10];
+    loop {
+        match std::io::Write::write(&mut file, &block) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "ENOSPC, not {e}");
+                break;
+            }
+        }
+    }
+    filler
+}
+
+/// The value of one sample line of `/metrics`.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// AU-03 (and the file half of AU-02): the journal's disk is full while the database is
+/// up. Audited requests still succeed, because each event commits with its change in the
+/// database; the journal raises an `audit_sink_degraded` alert, the metrics show the
+/// failed writes and the waiting events, and once the disk has room again the journal
+/// writes every waiting event, so it again holds exactly the database's events.
+#[tokio::test]
+async fn a_full_audit_journal_disk_degrades_loudly_and_backfills_on_recovery() {
+    let Some(disk) = SmallDisk::mount("audit_journal_full", "1m") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let journal = disk.path().join("audit");
+    let mut env = fault_env(&data, None);
+    env.push(("CLAIMGATE_AUDIT__DIR".into(), journal.display().to_string()));
+    let gateway = Gateway::start(dir.path(), &env);
+    let submitter = provider_and_submitter(gateway.addr, &gateway.admin_key).await;
+    let url = database_url(&env, &data);
+    let metrics = || async {
+        let response = call_at(gateway.addr, &gateway.admin_key, "GET", "/metrics", "").await;
+        assert_eq!(response.status, 200, "{response:?}");
+        response.body
+    };
+    let healthy = metrics().await;
+    assert_eq!(
+        sample(&healthy, "claimgate_audit_sink_degraded{sink=\"journal\"}"),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &healthy,
+            "claimgate_audit_sink_failures_total{sink=\"journal\"}"
+        ),
+        0.0
+    );
+
+    let filler = fill(disk.path());
+    let before = count(&url, "SELECT count(*) FROM audit_events").await;
+    let (status, id) = upload_ok(gateway.addr, &submitter, &claims_file(0, 300)).await;
+    assert_eq!(
+        status, 202,
+        "an audited upload succeeds on the database sink"
+    );
+    let receipt = receipt_within(gateway.addr, &submitter, &id, PATIENCE).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(receipt["counts"]["accepted"], 300, "{receipt}");
+    assert!(count(&url, "SELECT count(*) FROM audit_events").await > before);
+
+    let degraded = metrics().await;
+    assert_eq!(
+        sample(&degraded, "claimgate_audit_sink_degraded{sink=\"journal\"}"),
+        1.0
+    );
+    assert!(
+        sample(
+            &degraded,
+            "claimgate_audit_sink_failures_total{sink=\"journal\"}"
+        ) >= 1.0
+    );
+    assert!(sample(&degraded, "claimgate_audit_sink_backlog{sink=\"journal\"}") >= 1.0);
+    let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
+    let alerts = || {
+        format!("{}{}", log("stdout.log"), log("stderr.log"))
+            .lines()
+            .filter(|l| l.contains("audit_sink_degraded"))
+            .count()
+    };
+    assert_eq!(
+        alerts(),
+        1,
+        "one alert when the sink degrades, not one a write"
+    );
+    let behind = claimgate::audit::Journal::read_all(&journal).unwrap().len() as i64;
+    assert!(
+        behind < count(&url, "SELECT count(*) FROM audit_events").await,
+        "the journal fell behind"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    // The next audited write (a second upload, or a signed checkpoint) drains the backlog.
+    let (status, _) = upload_ok(gateway.addr, &submitter, &claims_file(1, 10)).await;
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let recovered = metrics().await;
+        let written: Vec<i64> = claimgate::audit::Journal::read_all(&journal)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        let total = count(&url, "SELECT count(*) FROM audit_events").await;
+        let max = count(&url, "SELECT max(seq) FROM audit_events").await;
+        let mut sorted = written.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sample(&recovered, "claimgate_audit_sink_backlog{sink=\"journal\"}") == 0.0
+            && sorted.len() == written.len()
+            && sorted == (1..=max).collect::<Vec<_>>()
+            && total == max
+        {
+            assert_eq!(
+                sample(
+                    &recovered,
+                    "claimgate_audit_sink_degraded{sink=\"journal\"}"
+                ),
+                0.0
+            );
+            assert_eq!(
+                sample(
+                    &recovered,
+                    "claimgate_audit_sink_lost_total{sink=\"journal\"}"
+                ),
+                0.0
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the journal holds {} of {total} events, each once: {}",
+            sorted.len(),
+            sorted.len() == written.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        log("stdout.log").contains("audit_sink_recovered")
+            || log("stderr.log").contains("audit_sink_recovered")
+    );
+    gateway.stop();
+    audit_verifies(dir.path(), &env);
+}
+
+/// RS-08: SIGTERM while twenty uploads are half sent. The gateway stops taking
+/// connections but finishes the requests in flight: each sender gets 202, or a clean
+/// refusal (503, or a connection closed before anything was acknowledged). The process
+/// exits 0 with `server.stopped` on the audit trail, and after a restart every
+/// acknowledged upload is processed, once; nothing unacknowledged is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_twenty_uploads_loses_no_acknowledged_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = fault_env(&data, None);
+    let gateway = Gateway::start(dir.path(), &env);
+    let submitter = provider_and_submitter(gateway.addr, &gateway.admin_key).await;
+    let (ready, mut readies) = tokio::sync::mpsc::channel::<()>(20);
+    let (go, _) = tokio::sync::watch::channel(false);
+    let mut senders = Vec::new();
+    for n in 0..20 {
+        let (addr, token, ready, mut go) = (
+            gateway.addr,
+            submitter.clone(),
+            ready.clone(),
+            go.subscribe(),
+        );
+        senders.push(tokio::spawn(async move {
+            let body = claims_file(n, 200);
+            let mut request = format!(
+                "POST /v1/uploads HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+                 {X12}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(&body);
+            let half = request.len() / 2;
+            let mut stream = connect(addr, client_config(ClientOptions::default())).await?;
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &request[..half]).await?;
+            ready.send(()).await.unwrap();
+            go.wait_for(|go| *go).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stream, &request[half..]).await?;
+            read_response_within(&mut stream, PATIENCE).await
+        }));
+    }
+    for _ in 0..20 {
+        readies.recv().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    go.send(true).unwrap();
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        match sender.await.unwrap() {
+            Ok(response) if response.status == 202 => {
+                acknowledged.push(response.json()["upload_id"].as_str().unwrap().to_owned());
+            }
+            Ok(response) => assert_eq!(response.status, 503, "{response:?}"),
+            Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut, "no answer: {e}"),
+        }
+    }
+    let exit = gateway.wait_exit(Duration::from_secs(60));
+    assert!(exit.success(), "clean exit: {exit:?}");
+    assert!(
+        acknowledged.len() >= 10,
+        "the requests in flight were finished: {} of 20",
+        acknowledged.len()
+    );
+    let url = database_url(&env, &data);
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM audit_events WHERE kind = 'server.stopped'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM audit_events WHERE seq > (SELECT max(seq) FROM audit_events WHERE kind = 'server.stopped')").await,
+        0,
+        "server.stopped is the last event"
+    );
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM uploads").await,
+        acknowledged.len() as i64,
+        "nothing unacknowledged was recorded"
+    );
+
+    let gateway = Gateway::start_named(dir.path(), &env, "-restarted", false);
+    for id in &acknowledged {
+        let receipt = receipt_within(gateway.addr, &submitter, id, PATIENCE).await;
+        assert_eq!(receipt["state"], "done", "{receipt}");
+        assert_eq!(receipt["counts"]["accepted"], 200, "{receipt}");
+    }
+    assert_eq!(
+        count(&url, "SELECT count(*) FROM claims").await,
+        200 * acknowledged.len() as i64
+    );
+    gateway.stop();
+    audit_verifies(dir.path(), &env);
 }

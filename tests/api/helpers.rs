@@ -216,6 +216,31 @@ impl Gateway {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// SIGTERM, without waiting.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits at most `limit` for the process to exit; its exit status.
+    pub fn wait_exit(mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the gateway did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) {
         let mut child = self.child.take().unwrap();

@@ -710,3 +710,130 @@ async fn size_sessions_idle_time_and_failed_logins_are_limited() {
             .contains(&"too_many_failures".to_owned())
     );
 }
+
+/// HT-03 on SFTP: thirty clients stall before logging in (ten send nothing, ten send
+/// their SSH version and stop, ten trickle a packet one byte a second). The server closes
+/// each within its idle timeout (2 s here; a margin for a loaded machine), and a real
+/// `sftp` session during the stall works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_before_login_are_closed_and_a_real_one_gets_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = gateway(
+        Backend::Sqlite,
+        "sftp_stalled",
+        &[("CLAIMGATE_SFTP__IDLE_TIMEOUT_SECS", "2")],
+    )
+    .await
+    .unwrap();
+    let addr = app.sftp.unwrap();
+    app.provider("acme").await;
+    let acme = account(&app, "acme-sftp", "acme").await;
+    let mut stalled = Vec::new();
+    for i in 0..30 {
+        stalled.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut read, mut write) = stream.split();
+            let stall = async {
+                if i >= 10 {
+                    write.write_all(b"SSH-2.0-stalled\r\n").await?;
+                }
+                if i >= 20 {
+                    // A 256-byte packet that never completes: its length, then a byte a second.
+                    for byte in [0u8, 0, 1, 0].into_iter().chain(std::iter::repeat_n(0, 26)) {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        write.write_all(&[byte]).await?;
+                    }
+                }
+                std::future::pending::<()>().await;
+                Ok::<_, std::io::Error>(())
+            };
+            // Drain what the server sends (its version, its key exchange) until it closes.
+            let closed = async {
+                let mut buf = [0u8; 4096];
+                while read.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+                tokio::select! {
+                    () = closed => {}
+                    _ = stall => {}
+                }
+            })
+            .await;
+            assert!(outcome.is_ok(), "stalled client {i} was never closed");
+            started.elapsed()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let run = sftp(addr, &acme, "pwd\n").await;
+    assert!(run.ok, "a real session during the stall: {}", run.output);
+    for (i, client) in stalled.into_iter().enumerate() {
+        let held = client.await.unwrap();
+        assert!(
+            held < Duration::from_secs(8),
+            "stalled client {i} was held for {held:?}"
+        );
+    }
+}
+
+/// SF-08: the raw store's disk fills up during an SFTP upload. The client gets a failure
+/// status, the partial file is removed, the discard is audited as `storage_full`, and
+/// nothing is recorded; once there is room the same file goes through and is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_raw_store_fails_the_sftp_upload_and_recovers() {
+    let Some(disk) = crate::faults::SmallDisk::mount("sftp_raw_store_full", "1m") else {
+        return;
+    };
+    let raw = disk.path().join("raw");
+    let app = gateway(
+        Backend::Sqlite,
+        "sftp_disk_full",
+        &[("CLAIMGATE_INGEST__RAW_DIR", raw.to_str().unwrap())],
+    )
+    .await
+    .unwrap();
+    let addr = app.sftp.unwrap();
+    app.provider("acme").await;
+    app.activate_mapping("acme", "x12").await;
+    let acme = account(&app, "acme-sftp", "acme").await;
+    let claims: Vec<_> = (0..10_000)
+        .map(|i| crate::helpers::X12Claim::new(&format!("D{i}"), 100 + i))
+        .collect();
+    let big = acme.dir.path().join("big.837");
+    std::fs::write(&big, crate::helpers::x12_837p(&claims)).unwrap();
+    assert!(std::fs::metadata(&big).unwrap().len() > 2 << 20);
+
+    let put = format!("put {} big.837\n", big.display());
+    let run = sftp(addr, &acme, &put).await;
+    assert!(!run.ok, "{}", run.output);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !reasons(&app, "sftp.upload_discarded")
+        .await
+        .contains(&"storage_full".to_owned())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "storage_full not audited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM raw_files").await, 0);
+    assert_eq!(
+        disk.files(),
+        Vec::<PathBuf>::new(),
+        "the partial file is removed"
+    );
+
+    disk.resize("16m");
+    let run = sftp(addr, &acme, &put).await;
+    assert!(run.ok, "{}", run.output);
+    let receipts = outbox_when(addr, &acme, 1).await;
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM uploads WHERE state = 'done'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 10_000);
+}
