@@ -202,6 +202,75 @@ async fn fifty_slow_body_clients_are_cut_off_while_a_normal_request_is_answered(
     );
 }
 
+/// HT-03: forty clients trickle a request head one header line a second, and ten open a
+/// TCP connection and never start TLS. The server closes every one of them within its
+/// head timeout (2 s here; a margin for a loaded machine), and a normal request made
+/// during the attack is answered at once.
+#[tokio::test]
+async fn slow_header_and_stalled_handshake_clients_are_closed_while_a_normal_request_is_answered() {
+    let app = TestApp::sqlite(&[("CLAIMGATE_HTTP__REQUEST_HEAD_TIMEOUT_SECS", "2")]).await;
+    let limit = Duration::from_secs(8);
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let addr = app.addr;
+        clients.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut stream = connect(addr, client_config(ClientOptions::default()))
+                .await
+                .unwrap();
+            let trickle = async {
+                stream.write_all(b"GET /healthz HTTP/1.1\r\n").await?;
+                for i in 0..30 {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    stream
+                        .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                        .await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            // A write fails once the server has closed the connection (408 first, or not).
+            let finished = tokio::time::timeout(Duration::from_secs(30), trickle).await;
+            assert!(
+                matches!(finished, Ok(Err(_))),
+                "the server never closed a slow-header connection"
+            );
+            started.elapsed()
+        }));
+    }
+    for _ in 0..10 {
+        let addr = app.addr;
+        clients.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut buf = [0u8; 64];
+            let read = tokio::time::timeout(
+                Duration::from_secs(30),
+                tokio::io::AsyncReadExt::read(&mut raw, &mut buf),
+            )
+            .await;
+            assert!(
+                matches!(read, Ok(Ok(0) | Err(_))),
+                "a stalled handshake was not closed: {read:?}"
+            );
+            started.elapsed()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = Instant::now();
+    let normal = app.send(&get("/healthz")).await;
+    let latency = before.elapsed();
+    assert_eq!(normal.status, 200);
+    assert!(
+        latency < Duration::from_secs(1),
+        "a normal request took {latency:?} during the attack"
+    );
+    for client in clients {
+        let held = client.await.unwrap();
+        assert!(held < limit, "a slow client was held for {held:?}");
+    }
+    assert_eq!(app.send(&get("/healthz")).await.status, 200);
+}
+
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_refused_and_slots_come_back() {
     let app = TestApp::sqlite(&[("CLAIMGATE_HTTP__MAX_CONNECTIONS_PER_IP", "3")]).await;
@@ -344,4 +413,147 @@ async fn the_served_openapi_document_is_the_committed_one() {
         .map(|p| p.as_object().unwrap().len())
         .sum();
     assert_eq!(operations, claimgate::api::ROUTES.len());
+}
+
+/// HT-02: a compressed body is refused before it is read, on the upload route and any
+/// other: 415 `encoding_not_allowed`. Bodies are never inflated, so a small gzip that
+/// would decode to gigabytes costs nothing, and a file is stored as its sender sent it.
+#[tokio::test]
+async fn a_content_encoded_body_is_refused_and_never_inflated() {
+    let app = TestApp::sqlite(&[]).await;
+    app.provider("acme").await;
+    let submitter = app
+        .principal(
+            "acme-up",
+            "system",
+            serde_json::json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    // The gzip header and a run of deflate blocks: what a bomb starts with.
+    let mut bomb = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03];
+    bomb.extend(std::iter::repeat_n(0xed, 4096));
+    for encoding in ["gzip", "br", "deflate", "identity, gzip"] {
+        let mut request = format!(
+            "POST /v1/uploads HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {submitter}\r\n\
+             Content-Type: application/edi-x12\r\nContent-Encoding: {encoding}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            bomb.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&bomb);
+        let response = request_with(app.addr, client_config(ClientOptions::default()), &request)
+            .await
+            .unwrap();
+        assert_error(&response, 415, "encoding_not_allowed");
+    }
+    let json = format!(
+        "POST /v1/admin/providers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\n{{}}",
+        app.admin_key
+    );
+    let response = request_with(
+        app.addr,
+        client_config(ClientOptions::default()),
+        json.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_error(&response, 415, "encoding_not_allowed");
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 0);
+    // `identity` is no encoding at all.
+    let body = r#"{"code":"zeta","name":"Zeta"}"#;
+    let plain = format!(
+        "POST /v1/admin/providers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Encoding: identity\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        app.admin_key,
+        body.len()
+    );
+    let response = request_with(
+        app.addr,
+        client_config(ClientOptions::default()),
+        plain.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 201, "{response:?}");
+}
+
+/// HT-06: a 128 KiB header, 200 headers and a 1 MiB header are refused with 431 (or the
+/// connection is closed before the rest is read); the server keeps serving.
+#[tokio::test]
+async fn oversized_and_too_many_headers_are_refused_with_431() {
+    let app = TestApp::sqlite(&[]).await;
+    let long = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Long: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(128 << 10)
+    );
+    let many = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\n{}Connection: close\r\n\r\n",
+        (0..200)
+            .map(|i| format!("X-H{i}: {i}\r\n"))
+            .collect::<String>()
+    );
+    for request in [long, many] {
+        let response = request_with(
+            app.addr,
+            client_config(ClientOptions::default()),
+            request.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status, 431, "{response:?}");
+    }
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Huge: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    match request_with(
+        app.addr,
+        client_config(ClientOptions::default()),
+        huge.as_bytes(),
+    )
+    .await
+    {
+        Ok(response) => assert_eq!(response.status, 431, "{response:?}"),
+        Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut, "the server held on"),
+    }
+    assert_eq!(app.send(&get("/healthz")).await.status, 200);
+}
+
+/// AZ-02: a provider's submitter tries spellings of an admin path. Each is refused (403
+/// on the matched route, which is what authorization decides on) or unknown (404): none
+/// is ever served.
+#[tokio::test]
+async fn spellings_of_an_admin_path_are_never_served_to_a_submitter() {
+    let app = TestApp::sqlite(&[]).await;
+    app.provider("acme").await;
+    let submitter = app
+        .principal(
+            "acme-up",
+            "system",
+            serde_json::json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    let canonical = app.call(&submitter, "GET", "/v1/admin/providers", "").await;
+    assert_error(&canonical, 403, "forbidden");
+    for path in [
+        "/v1/uploads/../admin/providers",
+        "/v1/./admin/providers",
+        "//v1/admin/providers",
+        "/v1/admin/providers/",
+        "/v1/%61dmin/providers",
+        "/v1/admin%2Fproviders",
+        "/v1/admin/providers;x=1",
+        "/V1/ADMIN/providers",
+        "/v1/admin//providers",
+        "/v1/admin/providers%00",
+        "/v1/admin/providers%2e",
+        "/v1/uploads/%2e%2e/admin/providers",
+    ] {
+        let response = app.call(&submitter, "GET", path, "").await;
+        assert!(matches!(response.status, 403 | 404), "{path}: {response:?}");
+        assert!(!response.body.contains("acme"), "{path}: {}", response.body);
+    }
 }

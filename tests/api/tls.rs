@@ -188,3 +188,105 @@ async fn optional_client_certificates_admit_none_but_refuse_a_foreign_ca() {
     assert_eq!(mtls_request(&app, Some(certs())).await.unwrap().status, 200);
     assert!(mtls_request(&app, Some(other_certs())).await.is_err());
 }
+
+/// TL-04: OpenSSL resumes a TLS 1.3 session and offers a POST as 0-RTT early data. The
+/// session resumes, but the early data is never accepted (the server's tickets allow
+/// none), so a replayed request cannot be processed from it.
+#[tokio::test]
+async fn a_resumed_session_gets_no_early_data_and_the_request_is_not_processed() {
+    let app = TestApp::sqlite(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session.pem");
+    let session = session.to_str().unwrap();
+    // Waits for the server to close the idle connection, so the tickets have arrived.
+    let (_, first) = s_client(app.addr, &["-tls1_3", "-sess_out", session, "-ign_eof"]).await;
+    assert!(negotiated(&first), "{first}");
+    assert!(std::path::Path::new(session).exists(), "{first}");
+    let post = dir.path().join("post.txt");
+    let body = r#"{"code":"early","name":"Early"}"#;
+    std::fs::write(
+        &post,
+        format!(
+            "POST /v1/admin/providers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            app.admin_key,
+            body.len()
+        ),
+    )
+    .unwrap();
+    let (_, second) = s_client(
+        app.addr,
+        &[
+            "-tls1_3",
+            "-sess_in",
+            session,
+            "-early_data",
+            post.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        second.contains("Reused, TLSv1.3"),
+        "the session resumed: {second}"
+    );
+    assert!(
+        second.contains("Early data was not sent") || second.contains("Early data was rejected"),
+        "{second}"
+    );
+    assert!(!second.contains("Early data was accepted"), "{second}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM providers WHERE code = 'early'")
+            .await,
+        0
+    );
+}
+
+/// HT-07 and the HTTP/2 variant of HT-01: the gateway speaks HTTP/1.1 only. A client
+/// offering only `h2` in ALPN is refused at the handshake, one offering both gets
+/// HTTP/1.1, and the HTTP/2 connection preface
+/// with a burst of HEADERS and RST_STREAM frames is answered as a bad HTTP/1.1 request,
+/// never with an HTTP/2 frame; other clients are unaffected.
+#[tokio::test]
+async fn http2_is_not_spoken_so_rapid_reset_has_no_stream_to_reset() {
+    let app = TestApp::sqlite(&[]).await;
+    let offering = |protocols: &[&[u8]]| {
+        let mut config = (*client_config(ClientOptions::default())).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        std::sync::Arc::new(config)
+    };
+    let refused = connect(app.addr, offering(&[b"h2"])).await;
+    let error = refused.err().expect("a client speaking only h2 is refused");
+    assert!(
+        error.to_string().contains("NoApplicationProtocol"),
+        "{error}"
+    );
+    let mut stream = connect(app.addr, offering(&[b"h2", b"http/1.1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(b"http/1.1".as_slice()),
+        "HTTP/1.1 is chosen over h2"
+    );
+    let mut burst = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    burst.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+    for stream_id in (1u32..2000).step_by(2) {
+        // HEADERS (END_HEADERS | END_STREAM) with one indexed field (:method GET), then
+        // RST_STREAM (CANCEL) for the same stream.
+        burst.extend_from_slice(&[0, 0, 1, 1, 5]);
+        burst.extend_from_slice(&stream_id.to_be_bytes());
+        burst.push(0x82);
+        burst.extend_from_slice(&[0, 0, 4, 3, 0]);
+        burst.extend_from_slice(&stream_id.to_be_bytes());
+        burst.extend_from_slice(&8u32.to_be_bytes());
+    }
+    let _ = stream.write_all(&burst).await; // the server may close before the end
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    assert!(
+        answer.is_empty() || answer.starts_with(b"HTTP/1.1 4"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+    );
+    assert_eq!(app.send(&get("/healthz")).await.status, 200);
+}
