@@ -119,7 +119,47 @@ async fn fail_closed_on(backend: Backend) {
     let Some(app) = TestApp::on(backend, "audit_fail_closed", &[]).await else {
         return;
     };
+    app.provider("zeta").await;
+    app.activate_mapping("zeta", "x12").await;
+    app.store_claims("zeta", "up1", &[phi_claim("Z-1", "AX")])
+        .await;
+    let submitter = app
+        .principal(
+            "zeta-up",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "zeta" }]),
+        )
+        .await;
+    let reader = app
+        .principal(
+            "reader",
+            "person",
+            json!([{ "role": "phi_reader", "provider": "zeta" }]),
+        )
+        .await;
+    let listed = app
+        .call(
+            &reader,
+            "GET",
+            "/v1/providers/zeta/claims?purpose=payment",
+            "",
+        )
+        .await
+        .json();
+    let claim = format!(
+        "/v1/providers/zeta/claims/{}?purpose=payment",
+        listed[0]["id"].as_i64().unwrap()
+    );
+    let file = x12_837p(&[X12Claim::new("F-1", 100)]);
+    const X12: &str = "Content-Type: application/edi-x12\r\n";
+    let providers_before = app.count("SELECT count(*) FROM providers").await;
+    let keys_before = app.count("SELECT count(*) FROM api_keys").await;
+    let uploads_before = app.count("SELECT count(*) FROM uploads").await;
     let events_before = app.count("SELECT count(*) FROM audit_events").await;
+    let down = match backend {
+        Backend::Sqlite => "DROP TRIGGER audit_down",
+        Backend::Postgres => "GRANT INSERT ON audit_events TO claimgate_audit_writer",
+    };
     app.sql(match backend {
         Backend::Sqlite => {
             "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'down'); END;"
@@ -137,6 +177,18 @@ async fn fail_closed_on(backend: Backend) {
         .await;
     assert_eq!(provider.status, 503, "{provider:?}");
     assert_eq!(provider.json()["error_code"], "audit_unavailable");
+    // A PHI read that cannot be recorded returns no PHI; an upload is not acknowledged.
+    let shown = app.call(&reader, "GET", &claim, "").await;
+    assert_eq!(shown.status, 503, "{shown:?}");
+    assert_eq!(shown.json()["error_code"], "audit_unavailable");
+    assert!(!shown.body.contains("ZZ"), "no PHI in a refused read");
+    let sent = upload_at(app.addr, &submitter, &file, X12).await;
+    assert_eq!(sent.status, 503, "{sent:?}");
+    assert_eq!(sent.json()["error_code"], "audit_unavailable");
+    assert_eq!(
+        app.count("SELECT count(*) FROM uploads").await,
+        uploads_before
+    );
     let principal = app
         .call(
             &app.admin_key,
@@ -148,7 +200,10 @@ async fn fail_closed_on(backend: Backend) {
     assert_eq!(principal.status, 503);
     assert_eq!(principal.header("content-type"), Some("application/json"));
     assert!(!principal.body.contains("cgk_"), "no key was handed out");
-    assert_eq!(app.count("SELECT count(*) FROM providers").await, 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM providers").await,
+        providers_before
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM principals WHERE name = 'ghost'")
             .await,
@@ -156,8 +211,8 @@ async fn fail_closed_on(backend: Backend) {
     );
     assert_eq!(
         app.count("SELECT count(*) FROM api_keys").await,
-        1,
-        "the bootstrap key only"
+        keys_before,
+        "no key was added"
     );
     let refused = app.call("cgk_bad", "GET", "/v1/whoami", "").await;
     assert_eq!(
@@ -168,6 +223,19 @@ async fn fail_closed_on(backend: Backend) {
         app.count("SELECT count(*) FROM audit_events").await,
         events_before
     );
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 1);
+
+    // Once the sink takes writes again, so does the gateway.
+    app.sql(down).await;
+    let shown = app.call(&reader, "GET", &claim, "").await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.json()["member_id"], "ZZMEMAX");
+    let sent = upload_at(app.addr, &submitter, &file, X12).await;
+    assert_eq!(sent.status, 202, "{sent:?}");
+    let id = sent.json()["upload_id"].as_str().unwrap().to_owned();
+    let receipt = receipt_when_finished(app.addr, &submitter, &id).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 2);
 }
 
 #[tokio::test]
@@ -482,4 +550,234 @@ async fn search_filters_and_pages_with_a_cursor() {
         let response = app.call(&auditor, "GET", bad, "").await;
         assert_eq!(response.status, 400, "{bad}: {response:?}");
     }
+}
+
+/// LG-04: values that try to forge log or audit lines (a newline followed by a JSON
+/// event, ANSI escapes) in a credential, a header and a JSON body. Every line the gateway
+/// writes to its log and to the journal stays one JSON object, no raw escape byte is
+/// written, and no event is forged.
+#[tokio::test]
+async fn forged_lines_and_terminal_escapes_stay_inside_one_json_line() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The production log format: one JSON object a line.
+    let env = test_env(&data, None, &[("CLAIMGATE_LOG__FORMAT", "json")]);
+    let gateway = Gateway::start(dir.path(), &env);
+    let forged = "x\n{\"kind\":\"auth.success\",\"outcome\":\"success\"}\u{1b}[2J\u{1b}[31m";
+    let body = json!({ "code": "acme", "name": forged }).to_string();
+    let created = call_at(
+        gateway.addr,
+        &gateway.admin_key,
+        "POST",
+        "/v1/admin/providers",
+        &body,
+    )
+    .await;
+    assert!(matches!(created.status, 201 | 400), "{created:?}");
+    let escaped = "Bearer \u{1b}[31mcgk_evil\u{1b}[0m";
+    for header in [
+        format!("Authorization: {escaped}\r\n"),
+        format!(
+            "Authorization: Bearer {}\r\nIdempotency-Key: \u{1b}]0;pwned\u{7}\r\n",
+            gateway.admin_key
+        ),
+    ] {
+        let request = format!(
+            "GET /v1/admin/providers HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
+        );
+        let response = request_with(
+            gateway.addr,
+            client_config(ClientOptions::default()),
+            request.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert!(response.status < 500, "{response:?}");
+        assert!(!response.body.contains('\u{1b}'), "{response:?}");
+    }
+    let url = format!("sqlite://{}", data.join("claimgate.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let successes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_events WHERE kind = 'auth.success'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        successes <= 1,
+        "the admin key's first use only: {successes}"
+    );
+    gateway.stop();
+
+    let mut lines = 0;
+    for name in ["stdout.log", "stderr.log"] {
+        let log = std::fs::read(dir.path().join(name)).unwrap();
+        assert!(!log.contains(&0x1b), "{name}: a raw escape byte");
+        for line in String::from_utf8(log).unwrap().lines() {
+            if !line.starts_with('{') {
+                continue; // the bootstrap key banner is plain text, on first start only
+            }
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{name}: not one JSON line ({e})"));
+            assert!(event.is_object());
+            assert_ne!(event["kind"], "auth.success", "{name}: a forged event");
+            lines += 1;
+        }
+    }
+    assert!(lines > 5, "the gateway logged its requests");
+    let journal = data.join("audit");
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let text = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(&0x1b), "a raw escape byte in the journal");
+    }
+    Journal::read_all(&journal).unwrap();
+}
+
+/// AU-10: each start records the running configuration's SHA-256 (settings and policy
+/// files) on `server.started` and in the log; a restart with the same configuration
+/// records no change, and one with a changed limit or policy records `config.changed`
+/// naming the old and the new digest.
+#[tokio::test]
+async fn a_restart_with_another_configuration_records_both_digests() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = test_env(&data, None, &[]);
+    let url = format!("sqlite://{}", data.join("claimgate.db").display());
+    let events = || async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT kind, body FROM audit_events WHERE kind IN ('server.started', 'config.changed') ORDER BY seq")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(kind, body)| {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let resource = body["resource"].as_str().unwrap().to_owned();
+                let config = resource.rsplit_once("config:").unwrap().1.to_owned();
+                (kind, config)
+            })
+            .collect::<Vec<_>>()
+    };
+    Gateway::start(dir.path(), &env).stop();
+    Gateway::start_named(dir.path(), &env, "-same", false).stop();
+    let mut changed = env.clone();
+    changed.push(("CLAIMGATE_HTTP__MAX_BODY_BYTES".into(), "12345".into()));
+    Gateway::start_named(dir.path(), &changed, "-limit", false).stop();
+    let policy = dir.path().join("policy.csv");
+    let mut text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/policy.csv"),
+    )
+    .unwrap();
+    text.push_str("\n# an operator's comment\n");
+    std::fs::write(&policy, text).unwrap();
+    changed.push((
+        "CLAIMGATE_AUTH__POLICY_FILE".into(),
+        policy.display().to_string(),
+    ));
+    Gateway::start_named(dir.path(), &changed, "-policy", false).stop();
+
+    let trail = events().await;
+    let kinds: Vec<&str> = trail.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "server.started",
+            "server.started",
+            "config.changed",
+            "server.started",
+            "config.changed",
+            "server.started"
+        ]
+    );
+    let digest = |i: usize| trail[i].1.clone();
+    assert_eq!(
+        digest(0),
+        digest(1),
+        "the same configuration, the same digest"
+    );
+    assert_eq!(digest(0).len(), 64);
+    assert_eq!(digest(2), format!("{}->{}", digest(1), digest(3)));
+    assert_eq!(digest(4), format!("{}->{}", digest(3), digest(5)));
+    assert_ne!(digest(3), digest(5));
+    let log = std::fs::read_to_string(dir.path().join("stdout-policy.log")).unwrap()
+        + std::fs::read_to_string(dir.path().join("stderr-policy.log"))
+            .unwrap()
+            .as_str();
+    assert!(
+        log.contains(&digest(5)),
+        "the start-up log names the running digest"
+    );
+}
+
+/// AU-11: the wall clock steps back an hour in the middle of a run. Sequence numbers come
+/// from the chain head under its lock, never from the clock, so they stay strictly
+/// increasing; the events keep the times the clock gave (an hour earlier, as a reviewer
+/// must see it), and the chain and its signed checkpoints still verify.
+async fn clock_step_back_on(backend: Backend) {
+    let Some(app) = TestApp::on(backend, "audit_clock_back", &[]).await else {
+        return;
+    };
+    let (store, _) = app.keyring().await;
+    let counted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let store = store.with_clock(claimgate::audit::Clock::from_fn(move || {
+        let now = time::OffsetDateTime::now_utc();
+        if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 3 {
+            now
+        } else {
+            now - time::Duration::hours(1)
+        }
+    }));
+    let key = SigningKey::load(
+        &app.settings.keys.audit_signing_key,
+        claimgate::config::Profile::Dev,
+    )
+    .unwrap();
+    let auditor = app
+        .principal(
+            "auditor",
+            "person",
+            json!([{ "role": "compliance_auditor" }]),
+        )
+        .await;
+    let before = app.audit().await.len();
+    for i in 0..6 {
+        let mut event = claimgate::audit::AuditEvent::new(
+            claimgate::audit::EventKind::AuditRead,
+            claimgate::audit::Outcome::Success,
+        );
+        event.resource = Some(format!("audit:clock-{i}"));
+        store.append_audit(&event).await.unwrap();
+        if i == 1 || i == 5 {
+            store.checkpoint(&key).await.unwrap();
+        }
+    }
+    let trail = app.audit().await;
+    let ours: Vec<_> = trail[before..].iter().collect();
+    assert_eq!(ours.len(), 6);
+    let seqs: Vec<i64> = trail.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let ts = |e: &claimgate::store::StoredAuditEvent| {
+        let body: serde_json::Value = serde_json::from_str(&e.body).unwrap();
+        time::OffsetDateTime::parse(
+            body["ts"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    let stepped = ours.windows(2).filter(|w| ts(w[1]) < ts(w[0])).count();
+    assert_eq!(stepped, 1, "the step back shows once in the times");
+    let report = verify_via_api(&app, &auditor).await;
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+#[tokio::test]
+async fn a_clock_stepped_back_keeps_the_sequence_and_the_chain_sqlite() {
+    clock_step_back_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_clock_stepped_back_keeps_the_sequence_and_the_chain() {
+    clock_step_back_on(Backend::Postgres).await;
 }

@@ -838,3 +838,96 @@ async fn raw_files_go_to_an_s3_compatible_bucket_encrypted() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// DB-08: SQL in claim values is data. A patient named `ROBERT'); DROP TABLE claims;--`
+/// with a street that tries to delete the uploads is stored (sealed), read back byte for
+/// byte, and found by a search on the same text; a NUL inside a value is refused with a
+/// reason; the tables are intact.
+async fn injection_on(backend: Backend) {
+    let Some(ingest) = ingest_app(backend, "ingest_injection").await else {
+        return;
+    };
+    let app = &ingest.app;
+    let last = "ROBERT'); DROP TABLE claims;--";
+    let street = "1 O'BRIEN \"ST\"; DELETE FROM uploads; --";
+    let member = "ZZ' OR '1'='1";
+    let mut sly = X12Claim::new("INJ1", 1_000);
+    sly.last = last.into();
+    sly.street = Some(street.into());
+    sly.member = member.into();
+    let mut nul = X12Claim::new("INJ2", 2_000);
+    nul.last = "ZZNUL\0LAST".into();
+    let nul_id = X12Claim::new("INJ\u{0}4", 4_000);
+    let file = x12_837p(&[sly, nul, X12Claim::new("INJ3", 3_000), nul_id]);
+    let receipt = upload(&ingest, &file).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    let counts = &receipt["counts"];
+    assert_eq!(counts["records_read"], 4, "{receipt}");
+    assert_eq!(counts["accepted"], 2, "{receipt}");
+    assert_eq!(counts["rejected"], 2, "{receipt}");
+    let id = receipt["upload_id"].as_str().unwrap();
+    let rejects = app
+        .call(
+            &ingest.submitter,
+            "GET",
+            &format!("/v1/uploads/{id}/rejects"),
+            "",
+        )
+        .await;
+    assert_eq!(rejects.status, 200, "{rejects:?}");
+    assert!(!rejects.body.contains("ZZNUL"), "no PHI in rejects");
+    let rejects = rejects.json();
+    let refused: Vec<_> = rejects["rejects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["record"].as_i64().unwrap(),
+                r["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (record, field) in [(2, "patient_last_name"), (4, "source_claim_id")] {
+        let message = format!("claim.{field}: a value holding a NUL character");
+        assert!(refused.contains(&(record, message)), "{rejects}");
+    }
+
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 2);
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 1);
+    let stored = app
+        .count("SELECT id FROM claims WHERE source_claim_id = 'INJ1'")
+        .await;
+    let shown = app
+        .call(
+            &ingest.reader,
+            "GET",
+            &format!("/v1/providers/acme/claims/{stored}?purpose=payment"),
+            "",
+        )
+        .await;
+    assert_eq!(shown.status, 200, "{shown:?}");
+    let claim = shown.json();
+    assert_eq!(claim["patient_last_name"], last);
+    assert_eq!(claim["address"], street);
+    assert_eq!(claim["member_id"], member);
+    let found = app
+        .call(
+            &ingest.reader,
+            "POST",
+            "/v1/providers/acme/claims/search",
+            &json!({ "member_id": member, "purpose": "payment" }).to_string(),
+        )
+        .await;
+    assert_eq!(found.json()["ids"], json!([stored]), "{found:?}");
+}
+
+#[tokio::test]
+async fn sql_in_claim_values_is_stored_as_data_sqlite() {
+    injection_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_sql_in_claim_values_is_stored_as_data() {
+    injection_on(Backend::Postgres).await;
+}

@@ -105,6 +105,11 @@ async fn leak_test_on(backend: Backend) {
             Some(TestDatabase::create(&admin).await)
         }
     };
+    // DB-05: the server logs every statement of this database, with its parameters.
+    let server_log = match &database {
+        Some(database) => statement_log(&database.url).await,
+        None => None,
+    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = test_env(&data, database.as_ref().map(|d| d.url.as_str()), &[]);
@@ -321,6 +326,69 @@ async fn leak_test_on(backend: Backend) {
     assert!(stderr.contains("DEBUG"), "debug logging was on");
     if let Some(database) = &database {
         assert_absent("the PostgreSQL tables", &postgres_rows(&database.url).await);
+    }
+    if let Some((log, from)) = server_log {
+        let bytes = std::fs::read(&log).unwrap();
+        let ours = &bytes[usize::try_from(from).unwrap().min(bytes.len())..];
+        assert!(
+            ours.windows(19)
+                .any(|w| w == b"INSERT INTO claims ".as_slice())
+                || ours.windows(12).any(|w| w == b"COPY claims ".as_slice()),
+            "{}: the statements were logged",
+            log.display()
+        );
+        assert_absent(&log.display().to_string(), ours);
+    }
+}
+
+/// Turns on `log_statement = 'all'` for the database at `url` (its statements and bind
+/// parameters go to the server log) and returns the server's log file with its length
+/// now, to read what follows. A server whose log file cannot be found here is skipped,
+/// and fails the test when PostgreSQL tests are required.
+async fn statement_log(url: &str) -> Option<(std::path::PathBuf, u64)> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::raw_sql(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET log_statement = %L', current_database(), 'all'); END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let current: Option<String> = sqlx::query_scalar("SELECT pg_current_logfile()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let data_dir: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let version: String = sqlx::query_scalar("SHOW server_version_num")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let debian = format!(
+        "/var/log/postgresql/postgresql-{}-main.log",
+        version.get(..2).unwrap_or_default()
+    );
+    let log = current
+        .map(|f| Path::new(&data_dir).join(f))
+        .into_iter()
+        .chain([std::path::PathBuf::from(debian)])
+        .find(|f| std::fs::File::open(f).is_ok());
+    match log {
+        Some(log) => {
+            let from = std::fs::metadata(&log).unwrap().len();
+            Some((log, from))
+        }
+        None => {
+            let required = std::env::var("CLAIMGATE_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "DB-05: the PostgreSQL server log is not readable here"
+            );
+            eprintln!("DB-05 skipped: the PostgreSQL server log is not readable here");
+            None
+        }
     }
 }
 
