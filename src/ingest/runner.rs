@@ -49,7 +49,8 @@ pub enum Ending {
     /// Every record accounted for.
     Done,
     /// Failed with a stable code (`mapping_missing`, `mapping_invalid`, `key_destroyed`,
-    /// `format_mismatch`, `raw_file_unreadable`, `accounting_mismatch`).
+    /// `format_mismatch`, `raw_file_unreadable`, `accounting_mismatch`,
+    /// `reader_panicked`).
     Failed(&'static str),
 }
 
@@ -157,7 +158,9 @@ impl Runner {
         // On an error the receiver goes with this frame and the reading thread stops.
         drop(receiver);
         let outcome = outcome?;
-        thread.await.map_err(|_| RunError::Thread)?;
+        if let Some(ending) = thread_ending(thread.await, &job.upload_id)? {
+            return self.end(job, owner, ending).await;
+        }
         let summary = match outcome {
             Some(Ok(summary)) => summary,
             Some(Err(_)) => {
@@ -397,6 +400,25 @@ impl Runner {
     }
 }
 
+/// How the reading thread ended, once joined: normally (`None`), or with a panic, which
+/// is the file's doing (a bug it hits in a reader or mapping) and ends the upload as
+/// failed with `reader_panicked` rather than leaving it to be retried, and panic, again
+/// after every lease. A thread cancelled with the runtime is an error: the upload
+/// resumes later.
+fn thread_ending(
+    joined: Result<(), tokio::task::JoinError>,
+    upload_id: &str,
+) -> Result<Option<Ending>, RunError> {
+    match joined {
+        Ok(()) => Ok(None),
+        Err(e) if e.is_panic() => {
+            tracing::error!(alert = "reader_panicked", upload = %upload_id, "reading the upload panicked; it is failed, not retried");
+            Ok(Some(Ending::Failed("reader_panicked")))
+        }
+        Err(_) => Err(RunError::Thread),
+    }
+}
+
 /// The reading side, on a blocking thread: read, map, validate, seal, batch.
 struct Reading {
     upload_id: String,
@@ -581,5 +603,31 @@ impl BatchState<'_> {
         if self.sender.blocking_send(Step::Batch(batch)).is_err() {
             self.broken = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// RS-07: a reading thread that panics fails its upload for good; one that ends
+    /// normally does not; one cancelled with its runtime is left to resume.
+    #[tokio::test]
+    async fn a_panicking_reader_fails_its_upload_instead_of_looping() {
+        let panicked = tokio::task::spawn_blocking(|| panic!("a reader bug")).await;
+        assert_eq!(
+            thread_ending(panicked, "u1").unwrap(),
+            Some(Ending::Failed("reader_panicked"))
+        );
+        let normal = tokio::task::spawn_blocking(|| ()).await;
+        assert_eq!(thread_ending(normal, "u2").unwrap(), None);
+        let stalled = tokio::spawn(std::future::pending::<()>());
+        stalled.abort();
+        let cancelled = stalled.await;
+        assert!(matches!(
+            thread_ending(cancelled, "u3"),
+            Err(RunError::Thread)
+        ));
     }
 }

@@ -204,20 +204,25 @@ async fn fifty_slow_body_clients_are_cut_off_while_a_normal_request_is_answered(
 
 /// HT-03: forty clients trickle a request head one header line a second, and ten open a
 /// TCP connection and never start TLS. The server closes every one of them within its
-/// head timeout (2 s here; a margin for a loaded machine), and a normal request made
+/// head timeout (3 s here; a margin for a loaded machine), and a normal request made
 /// during the attack is answered at once.
 #[tokio::test]
 async fn slow_header_and_stalled_handshake_clients_are_closed_while_a_normal_request_is_answered() {
-    let app = TestApp::sqlite(&[("CLAIMGATE_HTTP__REQUEST_HEAD_TIMEOUT_SECS", "2")]).await;
-    let limit = Duration::from_secs(8);
+    let app = TestApp::sqlite(&[("CLAIMGATE_HTTP__REQUEST_HEAD_TIMEOUT_SECS", "3")]).await;
+    let limit = Duration::from_secs(10);
     let mut clients = Vec::new();
+    let established = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for _ in 0..40 {
-        let addr = app.addr;
+        let (addr, established) = (app.addr, established.clone());
         clients.push(tokio::spawn(async move {
             let started = Instant::now();
-            let mut stream = connect(addr, client_config(ClientOptions::default()))
-                .await
-                .unwrap();
+            // On a loaded machine the server may cut a handshake at its deadline: that
+            // client was closed too, but only the established ones test the head timeout.
+            let Ok(mut stream) = connect(addr, client_config(ClientOptions::default())).await
+            else {
+                return started.elapsed();
+            };
+            established.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let trickle = async {
                 stream.write_all(b"GET /healthz HTTP/1.1\r\n").await?;
                 for i in 0..30 {
@@ -268,6 +273,11 @@ async fn slow_header_and_stalled_handshake_clients_are_closed_while_a_normal_req
         let held = client.await.unwrap();
         assert!(held < limit, "a slow client was held for {held:?}");
     }
+    let established = established.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        established >= 20,
+        "only {established} of 40 slow clients got a connection"
+    );
     assert_eq!(app.send(&get("/healthz")).await.status, 200);
 }
 
