@@ -656,17 +656,17 @@ macro_rules! portable_queries {
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StoredAuditEvent {
-                        seq: r.try_get("seq")?,
-                        kind: r.try_get("kind")?,
-                        body: r.try_get("body")?,
-                        prev_hash: r.try_get("prev_hash")?,
-                        hash: r.try_get("hash")?,
-                    })
-                })
-                .collect()
+            rows.iter().map(audit_event_from).collect()
+        }
+
+        fn audit_event_from(r: &$row) -> Result<StoredAuditEvent, StoreError> {
+            Ok(StoredAuditEvent {
+                seq: r.try_get("seq")?,
+                kind: r.try_get("kind")?,
+                body: r.try_get("body")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
+            })
         }
 
         pub(super) async fn last_audit_event(
@@ -682,16 +682,7 @@ macro_rules! portable_queries {
             .fetch_optional(&mut *tx)
             .await?;
             tx.commit().await?;
-            row.map(|r| {
-                Ok(StoredAuditEvent {
-                    seq: r.try_get("seq")?,
-                    kind: r.try_get("kind")?,
-                    body: r.try_get("body")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .transpose()
+            row.as_ref().map(audit_event_from).transpose()
         }
 
         pub(super) async fn audit_events(pool: &$pool) -> Result<Vec<StoredAuditEvent>, StoreError> {

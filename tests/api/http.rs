@@ -425,11 +425,8 @@ async fn the_served_openapi_document_is_the_committed_one() {
     assert_eq!(operations, claimgate::api::ROUTES.len());
 }
 
-/// HT-02: a compressed body is refused before it is read, on the upload route and any
-/// other: 415 `encoding_not_allowed`. Bodies are never inflated, so a small gzip that
-/// would decode to gigabytes costs nothing, and a file is stored as its sender sent it.
-#[tokio::test]
-async fn a_content_encoded_body_is_refused_and_never_inflated() {
+/// An app with provider `acme` and a submitter's key for it.
+async fn app_with_submitter() -> (TestApp, String) {
     let app = TestApp::sqlite(&[]).await;
     app.provider("acme").await;
     let submitter = app
@@ -439,6 +436,15 @@ async fn a_content_encoded_body_is_refused_and_never_inflated() {
             serde_json::json!([{ "role": "provider_submitter", "provider": "acme" }]),
         )
         .await;
+    (app, submitter)
+}
+
+/// HT-02: a compressed body is refused before it is read, on the upload route and any
+/// other: 415 `encoding_not_allowed`. Bodies are never inflated, so a small gzip that
+/// would decode to gigabytes costs nothing, and a file is stored as its sender sent it.
+#[tokio::test]
+async fn a_content_encoded_body_is_refused_and_never_inflated() {
+    let (app, submitter) = app_with_submitter().await;
     // The gzip header and a run of deflate blocks: what a bomb starts with.
     let mut bomb = vec![0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0x03];
     bomb.extend(std::iter::repeat_n(0xed, 4096));
@@ -537,15 +543,7 @@ async fn oversized_and_too_many_headers_are_refused_with_431() {
 /// is ever served.
 #[tokio::test]
 async fn spellings_of_an_admin_path_are_never_served_to_a_submitter() {
-    let app = TestApp::sqlite(&[]).await;
-    app.provider("acme").await;
-    let submitter = app
-        .principal(
-            "acme-up",
-            "system",
-            serde_json::json!([{ "role": "provider_submitter", "provider": "acme" }]),
-        )
-        .await;
+    let (app, submitter) = app_with_submitter().await;
     let canonical = app.call(&submitter, "GET", "/v1/admin/providers", "").await;
     assert_error(&canonical, 403, "forbidden");
     for path in [
