@@ -81,6 +81,51 @@ pub struct Provider {
     pub created_at: time::OffsetDateTime,
     /// Whether it has been disabled.
     pub disabled: bool,
+    /// Whether its X12 interchange control numbers are unique.
+    pub interchange_control: InterchangeControl,
+}
+
+/// Whether a provider's X12 interchange control numbers (ISA13, per sender and receiver)
+/// are unique, as X12 requires, or reused.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum InterchangeControl {
+    /// Every interchange has its own control number: a new file that repeats one already
+    /// received is refused as a replay (409 `interchange_replay`).
+    #[default]
+    Unique,
+    /// The sender reuses control numbers (some clearinghouses do, across days): files
+    /// are deduplicated by their bytes alone.
+    Reused,
+}
+
+impl InterchangeControl {
+    /// The stored code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unique => "unique",
+            Self::Reused => "reused",
+        }
+    }
+
+    /// Parses a stored code.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unique" => Some(Self::Unique),
+            "reused" => Some(Self::Reused),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

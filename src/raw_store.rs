@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::aead;
 use crate::crypto::raw_file::{DecryptingReader, EncryptingWriter};
+use crate::formats::x12::interchange::HEAD_BYTES;
 use crate::keyring::{Keyring, KeyringError};
 use crate::providers::ProviderCode;
 use crate::store::{NewRawFile, Store, StoreError};
@@ -93,6 +94,9 @@ pub struct RawFileWriter {
     writer: Option<EncryptingWriter<BufWriter<File>>>,
     sha256: aws_lc_rs::digest::Context,
     received: u64,
+    /// The file's first bytes (at most [`HEAD_BYTES`], in memory only, wiped when
+    /// dropped), for intake to read an X12 interchange's identity from.
+    head: Zeroizing<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RawFileWriter {
@@ -153,8 +157,16 @@ impl RawFileWriter {
         self.received
     }
 
+    /// The file's first bytes (up to [`HEAD_BYTES`]).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// Encrypts and hashes `data`.
     pub fn write(&mut self, data: &[u8]) -> Result<(), RawStoreError> {
+        let room = HEAD_BYTES.saturating_sub(self.head.len());
+        self.head
+            .extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
         self.sha256.update(data);
         self.received += data.len() as u64;
         let writer = self.writer.as_mut().ok_or(RawStoreError::Io {
@@ -314,6 +326,8 @@ impl RawStore {
             writer: Some(writer),
             sha256: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
             received: 0,
+            // Allocated once at its full size, so that no copy is left behind by growing.
+            head: Zeroizing::new(Vec::with_capacity(HEAD_BYTES)),
         })
     }
 

@@ -372,6 +372,7 @@ pub async fn ingest(target: &Target, file: &std::path::Path, mapping: &str) -> (
                 sha256: &[0; 32],
                 size_bytes: stored.plaintext_bytes as i64,
                 idempotency_key: None,
+                interchange: None,
             },
             &AuditEvent::new(EventKind::UploadReceived, Outcome::Success),
         )

@@ -81,6 +81,16 @@ pub enum ApiError {
     /// The caller's provider is disabled and sends no more files.
     #[error("the provider is disabled")]
     ProviderDisabled,
+    /// A new file repeats the X12 interchange (sender, receiver and ISA13) of upload
+    /// `earlier`, and the provider's control numbers are unique: nothing was stored.
+    #[error(
+        "this interchange (sender, receiver and control number ISA13) was received before; \
+         a new or corrected file needs a new interchange control number"
+    )]
+    InterchangeReplay {
+        /// The upload that carried the interchange first (the caller's own provider's).
+        earlier: String,
+    },
     /// A mapping version cannot make this move (its code says why: not a draft, changed
     /// since it was read, approved by its own author, not approved).
     #[error("the mapping version does not allow this ({0})")]
@@ -131,6 +141,9 @@ pub struct ErrorBody<'a> {
     /// For `mapping_invalid`: each problem's path, code and message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<Vec<serde_json::Value>>,
+    /// For `interchange_replay`: the earlier upload that carried the interchange.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
 }
 
 impl ApiError {
@@ -175,6 +188,7 @@ impl ApiError {
             Self::Conflict => "conflict",
             Self::MappingState(code) => code,
             Self::ProviderDisabled => "provider_disabled",
+            Self::InterchangeReplay { .. } => "interchange_replay",
             Self::PreconditionRequired => "precondition_required",
             Self::TooManyConnections => "too_many_connections",
             Self::NotReady { .. } => "not_ready",
@@ -254,11 +268,16 @@ impl ApiError {
             ),
             _ => None,
         };
+        let upload_id = match self {
+            Self::InterchangeReplay { earlier } => Some(earlier.clone()),
+            _ => None,
+        };
         response.json(ErrorBody {
             error_code: self.code(),
             message,
             request_id,
             problems,
+            upload_id,
         })
     }
 }
@@ -282,7 +301,9 @@ impl ResponseError for ApiError {
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict | Self::MappingState(_) => StatusCode::CONFLICT,
+            Self::Conflict | Self::MappingState(_) | Self::InterchangeReplay { .. } => {
+                StatusCode::CONFLICT
+            }
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::TooManyConnections
             | Self::NotReady { .. }
@@ -344,6 +365,9 @@ impl From<crate::ingest::IntakeError> for ApiError {
         match e {
             crate::ingest::IntakeError::Store(store) => store.into(),
             crate::ingest::IntakeError::RawStore(raw) => raw.into(),
+            crate::ingest::IntakeError::InterchangeReplay { earlier, .. } => {
+                Self::InterchangeReplay { earlier }
+            }
         }
     }
 }
@@ -375,6 +399,7 @@ impl From<crate::store::StoreError> for ApiError {
             StoreError::NotPermitted => Self::Forbidden,
             StoreError::MappingRefused(code) => Self::MappingState(code),
             StoreError::ProviderDisabled => Self::ProviderDisabled,
+            StoreError::InterchangeReplay(earlier) => Self::InterchangeReplay { earlier },
             StoreError::AuditUnavailable => Self::AuditUnavailable,
             StoreError::StorageFull => Self::StorageFull,
             StoreError::Unavailable(reason) => {

@@ -138,6 +138,7 @@ pub static ROUTES: &[Route] = &[
     route!(POST "/v1/admin/providers", Global(ProvidersWrite), providers::create),
     route!(GET "/v1/admin/providers/{code}", Global(ProvidersRead), providers::show),
     route!(POST "/v1/admin/providers/{code}/disable", Global(ProvidersWrite), providers::disable),
+    route!(PUT "/v1/admin/providers/{code}/interchange-control", Global(ProvidersWrite), providers::set_interchange_control),
     route!(GET "/v1/admin/providers/{code}/mappings", Global(MappingsRead), mappings::list),
     route!(POST "/v1/admin/providers/{code}/mappings", Global(MappingsWrite), mappings::draft),
     route!(POST "/v1/admin/providers/{code}/mappings/validate", Global(MappingsRead), mappings::validate),

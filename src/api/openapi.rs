@@ -57,7 +57,7 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
         mappings::MappingBody, mappings::PreviewQuery, principals::AddCertificate,
         principals::AddSshKey, principals::CreateKey, principals::CreatePrincipal,
         principals::GrantRequest, principals::RevokeQuery, providers::CreateProvider,
-        uploads::RejectsQuery,
+        providers::SetInterchangeControl, uploads::RejectsQuery,
     };
     let plain = |summary, ok: u16| Doc {
         summary,
@@ -88,6 +88,11 @@ fn doc(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/v1/admin/providers/{code}/disable") => {
             plain("Disable a provider: its files are refused from now on", 200)
         }
+        ("PUT", "/v1/admin/providers/{code}/interchange-control") => with_body(
+            "Set whether the provider's X12 interchange control numbers are unique or reused",
+            schema::<SetInterchangeControl>,
+            200,
+        ),
         ("GET", "/v1/admin/providers/{code}/mappings") => {
             plain("The provider's mapping versions", 200)
         }
@@ -257,7 +262,8 @@ fn response_schema(method: &str, path: &str) -> Option<fn() -> Value> {
         ("GET", "/v1/admin/providers") => Some(schema::<Vec<ProviderView>>),
         ("POST", "/v1/admin/providers")
         | ("GET", "/v1/admin/providers/{code}")
-        | ("POST", "/v1/admin/providers/{code}/disable") => Some(schema::<ProviderView>),
+        | ("POST", "/v1/admin/providers/{code}/disable")
+        | ("PUT", "/v1/admin/providers/{code}/interchange-control") => Some(schema::<ProviderView>),
         ("GET", "/v1/admin/providers/{code}/mappings") => Some(schema::<Vec<VersionView>>),
         ("POST", "/v1/admin/providers/{code}/mappings") => Some(schema::<VersionView>),
         ("GET" | "PUT", p) if p == version => Some(schema::<VersionView>),
@@ -390,7 +396,8 @@ pub fn document() -> Result<Value, String> {
         for (code, description) in ERRORS {
             responses.insert(
                 code.to_string(),
-                json!({ "description": description, "content": { JSON: { "schema": error } } }),
+                json!({ "description": description,
+                    "content": { JSON: { "schema": { "$ref": "#/components/schemas/Error" } } } }),
             );
         }
         let mut operation = json!({
@@ -435,10 +442,13 @@ pub fn document() -> Result<Value, String> {
             "description": "A TLS-only ingestion gateway for healthcare claims. Every error is {error_code, message, request_id}; no response quotes a submitted value.",
         },
         "paths": paths,
-        "components": { "securitySchemes": {
-            "bearer": { "type": "http", "scheme": "bearer", "description": "An API key, `cgk_…`" },
-            "clientCertificate": { "type": "mutualTLS", "description": "A client certificate mapped to a principal" },
-        } },
+        "components": {
+            "schemas": { "Error": error },
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An API key, `cgk_…`" },
+                "clientCertificate": { "type": "mutualTLS", "description": "A client certificate mapped to a principal" },
+            },
+        },
     }))
 }
 

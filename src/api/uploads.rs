@@ -5,7 +5,10 @@
 //! - `POST /v1/uploads` (`uploads:write`; the provider is the credential's): the body is
 //!   the file, or `multipart/form-data` with exactly one part (`curl -F file=@…`). Optional headers: `X-Content-SHA256` (hex; checked on arrival),
 //!   `Idempotency-Key`. The same file (provider and SHA-256) sent again, or the same
-//!   idempotency key, answers 200 with the earlier upload and is not processed again.
+//!   idempotency key, answers 200 with the earlier upload and is not processed again
+//!   (audited `upload.duplicate`). A new file that repeats an earlier X12 interchange
+//!   (sender, receiver and ISA13) answers 409 `interchange_replay` with the earlier
+//!   upload's id, unless the provider is set to reuse control numbers.
 //! - `GET /v1/uploads/{id}` (`uploads:read`): the receipt: state, counts, control totals,
 //!   timings.
 //! - `GET /v1/uploads/{id}/rejects` (`uploads:read`): every refused record's position,
@@ -25,6 +28,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::audit::{EventKind, Outcome};
 use crate::authz::{Access, Permission};
+use crate::ingest::IntakeError;
 use crate::providers::ProviderCode;
 use crate::raw_store::RawFileStream;
 use crate::store::UploadRow;
@@ -119,6 +123,9 @@ pub async fn create(
             .upload_by_idempotency_key(&provider, key)
             .await?
         {
+            let mut event = caller.event_for(&access, EventKind::UploadDuplicate);
+            event.resource = Some(format!("upload:{}", earlier.upload_id));
+            state.store.append_audit(&event).await?;
             return Ok(accepted_response(&earlier, false));
         }
     }
@@ -164,6 +171,9 @@ pub async fn create(
         let mut event = caller.event_for(&access, EventKind::UploadRejected);
         event.outcome = Outcome::Denied;
         event.reason = Some(reason);
+        if let ApiError::InterchangeReplay { earlier } = &error {
+            event.resource = Some(format!("upload:{earlier}"));
+        }
         let store = state.store.clone();
         async move {
             store.append_audit(&event).await?;
@@ -211,7 +221,7 @@ pub async fn create(
         )
         .await;
     }
-    let (row, created) = state
+    let recorded = state
         .intake()
         .record(
             &provider,
@@ -220,8 +230,15 @@ pub async fn create(
             idempotency_key.as_deref(),
             caller.event_for(&access, EventKind::UploadReceived),
         )
-        .await?;
-    Ok(accepted_response(&row, created))
+        .await;
+    match recorded {
+        Ok((row, created)) => Ok(accepted_response(&row, created)),
+        Err(IntakeError::InterchangeReplay { earlier, received }) => {
+            let error = ApiError::InterchangeReplay { earlier };
+            refuse(&state, received, error, "interchange_replay").await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// How a claim file arrives in a body: `None` as the body itself (one of the file content

@@ -69,6 +69,9 @@ pub enum EventKind {
     /// A provider was disabled.
     #[serde(rename = "provider.disabled")]
     ProviderDisabled,
+    /// A provider's setting was changed (`resource` names the setting and its new value).
+    #[serde(rename = "provider.changed")]
+    ProviderChanged,
     /// A principal was created.
     #[serde(rename = "principal.created")]
     PrincipalCreated,
@@ -136,6 +139,10 @@ pub enum EventKind {
     /// A claim file was received.
     #[serde(rename = "upload.received")]
     UploadReceived,
+    /// A claim file sent again (the same bytes, or the same idempotency key) was answered
+    /// with its earlier upload (`resource`) and not stored a second time.
+    #[serde(rename = "upload.duplicate")]
+    UploadDuplicate,
     /// A claim file was read, mapped and stored.
     #[serde(rename = "upload.processed")]
     UploadProcessed,
@@ -196,6 +203,7 @@ impl EventKind {
             Self::PermissionDenied => "authz.denied",
             Self::ProviderCreated => "provider.created",
             Self::ProviderDisabled => "provider.disabled",
+            Self::ProviderChanged => "provider.changed",
             Self::PrincipalCreated => "principal.created",
             Self::PrincipalDisabled => "principal.disabled",
             Self::RoleGranted => "grant.added",
@@ -218,6 +226,7 @@ impl EventKind {
             Self::AuditExported => "audit.exported",
             Self::AuthSuccess => "auth.success",
             Self::UploadReceived => "upload.received",
+            Self::UploadDuplicate => "upload.duplicate",
             Self::UploadProcessed => "upload.processed",
             Self::UploadRejected => "upload.rejected",
             Self::MappingCreated => "mapping.created",

@@ -6,7 +6,8 @@
 //!
 //! Crash-safe like the gateway: run it again after an interruption and it resumes each
 //! file from its last committed batch (a file already done prints its receipt; the same
-//! file is never stored twice).
+//! file is never stored twice). A new file that repeats an X12 interchange already
+//! received is refused as over HTTPS, unless the provider reuses control numbers.
 
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -20,10 +21,12 @@ use clap::Args;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::ProviderAdmin;
 use crate::config::Settings;
+use crate::formats::x12::InterchangeId;
+use crate::formats::x12::interchange::HEAD_BYTES;
 use crate::ingest::{Metrics, Runner, RunnerSettings, receipt_json};
 use crate::providers::ProviderCode;
 use crate::raw_store::RawStore;
-use crate::store::{NewUpload, Store, UploadRow};
+use crate::store::{NewUpload, Store, StoreError, UploadRow};
 
 /// Arguments of `claimgate ingest`.
 #[derive(Debug, Args)]
@@ -123,13 +126,14 @@ async fn assign_mapping(
     Ok(())
 }
 
-/// The SHA-256 and size of a file, read once.
-fn digest(path: &Path) -> anyhow::Result<([u8; 32], u64)> {
+/// The SHA-256, size and first bytes (up to [`HEAD_BYTES`]) of a file, read once.
+fn digest(path: &Path) -> anyhow::Result<([u8; 32], u64, Vec<u8>)> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
+    let mut head = Vec::with_capacity(HEAD_BYTES);
     loop {
         let n = file
             .read(&mut buffer)
@@ -137,12 +141,15 @@ fn digest(path: &Path) -> anyhow::Result<([u8; 32], u64)> {
         if n == 0 {
             break;
         }
-        context.update(buffer.get(..n).unwrap_or_default());
+        let read = buffer.get(..n).unwrap_or_default();
+        context.update(read);
+        let room = HEAD_BYTES.saturating_sub(head.len()).min(read.len());
+        head.extend_from_slice(read.get(..room).unwrap_or_default());
         size += n as u64;
     }
     let mut out = [0u8; 32];
     out.copy_from_slice(context.finish().as_ref());
-    Ok((out, size))
+    Ok((out, size, head))
 }
 
 async fn ingest_file(
@@ -153,10 +160,31 @@ async fn ingest_file(
     path: &Path,
 ) -> anyhow::Result<UploadRow> {
     let store = &runner.store;
-    let (sha256, size) = digest(path)?;
+    let (sha256, size, head) = digest(path)?;
+    let interchange = InterchangeId::of_head(&head);
+    let replay = |earlier: String| {
+        anyhow::anyhow!(
+            "{}: repeats the X12 interchange (sender, receiver and ISA13) of upload {earlier}, \
+             and provider {provider} numbers its interchanges uniquely; send it with a new \
+             interchange control number, or set the provider to reuse them \
+             (PUT /v1/admin/providers/{provider}/interchange-control)",
+            path.display()
+        )
+    };
     let upload_id = match store.upload_by_sha256(provider, &sha256).await? {
-        Some(earlier) => earlier.upload_id,
+        Some(earlier) => {
+            let mut event = AuditEvent::new(EventKind::UploadDuplicate, Outcome::Success);
+            event.provider = Some(provider.to_string());
+            event.resource = Some(format!("upload:{}", earlier.upload_id));
+            store.append_audit(&event).await?;
+            earlier.upload_id
+        }
         None => {
+            if let Some(id) = &interchange {
+                if let Some(earlier) = store.interchange_holder(provider, id).await? {
+                    return Err(replay(earlier));
+                }
+            }
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
             let stored = raw.put(provider, std::io::BufReader::new(file)).await?;
@@ -172,10 +200,15 @@ async fn ingest_file(
                         sha256: &sha256,
                         size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
                         idempotency_key: None,
+                        interchange: interchange.as_ref(),
                     },
                     &event,
                 )
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    StoreError::InterchangeReplay(earlier) => replay(earlier),
+                    other => other.into(),
+                })?;
             row.upload_id
         }
     };

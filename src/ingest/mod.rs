@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, EventKind};
+use crate::formats::x12::InterchangeId;
 use crate::providers::ProviderCode;
 use crate::raw_store::{RawFileWriter, RawStore, RawStoreError};
 use crate::store::{NewUpload, Store, StoreError, UploadRow};
@@ -35,6 +36,16 @@ pub enum IntakeError {
     /// The database failed (or refused: a disabled provider).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The file repeats an X12 interchange (sender, receiver, ISA13) that upload
+    /// `earlier` carried, and the provider's control numbers are unique: it was not
+    /// recorded and its bytes are gone.
+    #[error("the interchange was received before, as upload {earlier}")]
+    InterchangeReplay {
+        /// The upload that carried the interchange first.
+        earlier: String,
+        /// Bytes received of the refused file.
+        received: u64,
+    },
 }
 
 /// Where every channel (HTTPS, SFTP) hands a completely received file: the raw store,
@@ -54,8 +65,10 @@ pub struct Intake {
 impl Intake {
     /// Records the file `writer` holds as an upload of `provider`, queued and audited
     /// with `event` (its resource is set to the upload). The same file sent before (same
-    /// provider and SHA-256) is answered with the earlier upload and `false`, and no
-    /// second copy is kept.
+    /// provider and SHA-256) is answered with the earlier upload and `false`, audited as
+    /// `upload.duplicate`, and no second copy is kept. A new file that repeats an X12
+    /// interchange already received is [`IntakeError::InterchangeReplay`] (for the
+    /// channel to refuse and audit) when the provider's control numbers are unique.
     pub async fn record(
         &self,
         provider: &ProviderCode,
@@ -68,8 +81,18 @@ impl Intake {
         let sha256 = writer.sha256();
         if let Some(earlier) = self.store.upload_by_sha256(provider, &sha256).await? {
             drop(writer);
-            self.metrics.received(size, true);
+            self.duplicate(&event, &earlier, size).await?;
             return Ok((earlier, false));
+        }
+        let interchange = InterchangeId::of_head(writer.head());
+        if let Some(id) = &interchange {
+            if let Some(earlier) = self.store.interchange_holder(provider, id).await? {
+                drop(writer);
+                return Err(IntakeError::InterchangeReplay {
+                    earlier,
+                    received: size,
+                });
+            }
         }
         let stored = self.raw.commit(writer).await?;
         event.resource = Some(format!("upload:{}", stored.file_id));
@@ -83,15 +106,43 @@ impl Intake {
                     sha256: &sha256,
                     size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
                     idempotency_key,
+                    interchange: interchange.as_ref(),
                 },
                 &event,
             )
-            .await?;
-        self.metrics.received(size, !created);
+            .await
+            .map_err(|e| match e {
+                // Another file of the same interchange was recorded first, concurrently;
+                // this one's raw file stays unreferenced in the raw store.
+                StoreError::InterchangeReplay(earlier) => IntakeError::InterchangeReplay {
+                    earlier,
+                    received: size,
+                },
+                other => other.into(),
+            })?;
         if created {
+            self.metrics.received(size, false);
             self.wake.notify_one();
+        } else {
+            self.duplicate(&event, &row, size).await?;
         }
         Ok((row, created))
+    }
+
+    /// Counts and audits (`upload.duplicate`, with the earlier upload as its resource) a
+    /// file answered with `earlier`; the audit event of the upload it repeats is `event`.
+    async fn duplicate(
+        &self,
+        event: &AuditEvent,
+        earlier: &UploadRow,
+        size: u64,
+    ) -> Result<(), IntakeError> {
+        self.metrics.received(size, true);
+        let mut duplicate = event.clone();
+        duplicate.kind = EventKind::UploadDuplicate;
+        duplicate.resource = Some(format!("upload:{}", earlier.upload_id));
+        self.store.append_audit(&duplicate).await?;
+        Ok(())
     }
 }
 

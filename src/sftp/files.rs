@@ -4,8 +4,10 @@
 //!   straight into the encrypted raw store (no plaintext temporary file). It becomes an
 //!   upload only when the client closes it after a complete write; a file with a
 //!   temporary name (`.part`, `.tmp`, …) becomes one when it is renamed to its final
-//!   name. A transfer cut off, over the size limit, empty, or never renamed is discarded
-//!   and audited (`sftp.upload_discarded`), never processed.
+//!   name. A transfer cut off, over the size limit, empty, never renamed, or repeating
+//!   an X12 interchange already received (`interchange_replay`, unless the provider
+//!   reuses control numbers) is discarded and audited (`sftp.upload_discarded`), never
+//!   processed.
 //! - `/outbox` holds, read-only, `<upload id>.receipt.json` for every processed upload of
 //!   the provider (the same JSON as `GET /v1/uploads/{id}`) and `<upload id>.999` for X12
 //!   uploads; they are made from the database when read, so they appear the moment
@@ -227,6 +229,20 @@ impl FileSession {
             }
             Err(crate::ingest::IntakeError::Store(StoreError::ProviderDisabled)) => {
                 Err(denied("this provider is disabled"))
+            }
+            Err(crate::ingest::IntakeError::InterchangeReplay { earlier, received }) => {
+                tracing::info!(
+                    session = %self.account.session,
+                    earlier = %earlier,
+                    "sftp upload refused: it repeats an earlier interchange"
+                );
+                self.shared
+                    .discarded(&self.account, received, "interchange_replay")
+                    .await;
+                Err(failure(
+                    "this interchange control number (ISA13) was received before; \
+                     send the file with a new one",
+                ))
             }
             Err(e) => {
                 tracing::error!(session = %self.account.session, error = %e, "sftp upload not recorded");

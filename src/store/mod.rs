@@ -36,8 +36,9 @@ use crate::authz::{
     PrincipalAdmin, PrincipalKind, ProviderAdmin, Role,
 };
 use crate::config::DatabaseSettings;
+use crate::formats::x12::InterchangeId;
 use crate::mapping::versions::MappingVersion;
-use crate::providers::{Provider, ProviderCode, ProviderName};
+use crate::providers::{InterchangeControl, Provider, ProviderCode, ProviderName};
 
 /// Migrations for SQLite, embedded at build time.
 pub static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -100,6 +101,11 @@ pub enum StoreError {
     /// The provider is disabled: it sends no more files.
     #[error("the provider is disabled")]
     ProviderDisabled,
+    /// A new file repeats an X12 interchange (sender, receiver and ISA13) that this
+    /// upload of the provider already carried, and the provider's control numbers are
+    /// unique: nothing was recorded.
+    #[error("the interchange was received before, as upload {0}")]
+    InterchangeReplay(String),
     /// A mapping version cannot make this move; the code says why
     /// (`mapping_not_draft`, `mapping_stale`, `mapping_own_draft`, `mapping_not_approved`).
     #[error("the mapping version cannot do that ({0})")]
@@ -654,16 +660,34 @@ impl Store {
         }
     }
 
-    /// Creates a provider; [`StoreError::Conflict`] if the code is taken.
+    /// Creates a provider whose interchange control numbers are unique (the default);
+    /// [`StoreError::Conflict`] if the code is taken.
     pub async fn create_provider(
         &self,
-        _: &ProviderAdmin,
+        admin: &ProviderAdmin,
         code: &ProviderCode,
         name: &ProviderName,
         audit: &AuditEvent,
     ) -> Result<Provider, StoreError> {
+        self.create_provider_with(admin, code, name, InterchangeControl::default(), audit)
+            .await
+    }
+
+    /// Creates a provider with the given interchange policy; [`StoreError::Conflict`] if
+    /// the code is taken.
+    pub async fn create_provider_with(
+        &self,
+        _: &ProviderAdmin,
+        code: &ProviderCode,
+        name: &ProviderName,
+        interchange_control: InterchangeControl,
+        audit: &AuditEvent,
+    ) -> Result<Provider, StoreError> {
         let now = self.clock.now();
-        on_backend!(self, create_provider(code, name, audit, &self.journal, now))
+        on_backend!(
+            self,
+            create_provider(code, name, interchange_control, audit, &self.journal, now)
+        )
     }
 
     /// Disables a provider: its files are refused from then on (files already received
@@ -676,6 +700,23 @@ impl Store {
     ) -> Result<Provider, StoreError> {
         let now = self.clock.now();
         on_backend!(self, disable_provider(code, audit, &self.journal, now))
+    }
+
+    /// Sets whether a provider's X12 interchange control numbers are unique (a new file
+    /// repeating one is refused) or reused; audited. From then on: uploads received
+    /// under `reused` hold no identity against later files.
+    pub async fn set_interchange_control(
+        &self,
+        _: &ProviderAdmin,
+        code: &ProviderCode,
+        policy: InterchangeControl,
+        audit: &AuditEvent,
+    ) -> Result<Provider, StoreError> {
+        let now = self.clock.now();
+        on_backend!(
+            self,
+            set_interchange_control(code, policy, audit, &self.journal, now)
+        )
     }
 
     /// All providers, by code.
@@ -1007,7 +1048,9 @@ impl Store {
 
     /// Records a received upload (audited). When the provider already sent the same file
     /// (SHA-256) or used the same idempotency key, that earlier upload is returned with
-    /// `false` and nothing is recorded.
+    /// `false` and nothing is recorded. A new file repeating an earlier upload's
+    /// interchange is [`StoreError::InterchangeReplay`] when the provider's control
+    /// numbers are unique.
     pub async fn create_upload(
         &self,
         provider: &ProviderCode,
@@ -1037,6 +1080,16 @@ impl Store {
         key: &str,
     ) -> Result<Option<UploadRow>, StoreError> {
         on_backend!(self, upload_by_idempotency_key(provider, key))
+    }
+
+    /// The provider's upload that holds interchange `id` against later files (the
+    /// provider's control numbers are unique and were when it was received), if any.
+    pub async fn interchange_holder(
+        &self,
+        provider: &ProviderCode,
+        id: &InterchangeId,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, interchange_holder(provider, id))
     }
 
     /// The provider's upload of the file with this SHA-256, if any.

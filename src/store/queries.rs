@@ -12,7 +12,8 @@ macro_rules! portable_queries {
 
         use $crate::audit::{AuditEvent, Appended, Checkpoint, GENESIS_HASH, Journal, chain_hash};
         use $crate::authz::{Grant, KeyId, KeyRecord, Principal, PrincipalKind, Role};
-        use $crate::providers::{Provider, ProviderCode, ProviderName};
+        use $crate::formats::x12::InterchangeId;
+        use $crate::providers::{InterchangeControl, Provider, ProviderCode, ProviderName};
         use $crate::store::{
             Batch, BatchTurn, ClaimDetail, ExportClaim, ExportSealed, ExportSelection, ExportStart, ExportView, ClaimKey, ClaimVersion, DisclosureRow, LineRow, CredentialKind, NewCredential, ClaimRow, ClaimSummary, IndexColumn, KeyView, NewDataKey, NewGrant,
             NewKey, NewPrincipal, NewRawFile, NewUpload, PrincipalView, RejectRow, SealedFileKey, SealedPhi,
@@ -33,6 +34,8 @@ macro_rules! portable_queries {
                 name: row.try_get("name")?,
                 created_at: row.try_get("created_at")?,
                 disabled: row.try_get::<Option<OffsetDateTime>, _>("disabled_at")?.is_some(),
+                interchange_control: InterchangeControl::parse(row.try_get("interchange_control")?)
+                    .ok_or_else(|| StoreError::Database("stored interchange policy is invalid".into()))?,
             })
         }
 
@@ -40,18 +43,20 @@ macro_rules! portable_queries {
             pool: &$pool,
             code: &ProviderCode,
             name: &ProviderName,
+            interchange_control: InterchangeControl,
             audit: &AuditEvent,
             journal: &Journal,
             now: OffsetDateTime,
         ) -> Result<Provider, StoreError> {
             let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
-                "INSERT INTO providers (code, name, created_at) VALUES ($1, $2, $3) \
-                 RETURNING code, name, created_at, disabled_at",
+                "INSERT INTO providers (code, name, created_at, interchange_control) VALUES ($1, $2, $3, $4) \
+                 RETURNING code, name, created_at, disabled_at, interchange_control",
             )
             .bind(code.as_str())
             .bind(name.as_str())
             .bind(now)
+            .bind(interchange_control.as_str())
             .fetch_one(&mut *tx)
             .await?;
             finish(tx, audit, journal, now).await?;
@@ -59,7 +64,7 @@ macro_rules! portable_queries {
         }
 
         pub(super) async fn list_providers(pool: &$pool) -> Result<Vec<Provider>, StoreError> {
-            sqlx::query("SELECT code, name, created_at, disabled_at FROM providers ORDER BY code")
+            sqlx::query("SELECT code, name, created_at, disabled_at, interchange_control FROM providers ORDER BY code")
                 .fetch_all(pool)
                 .await?
                 .iter()
@@ -79,10 +84,33 @@ macro_rules! portable_queries {
             let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
                 "UPDATE providers SET disabled_at = coalesce(disabled_at, $2) WHERE code = $1 \
-                 RETURNING code, name, created_at, disabled_at",
+                 RETURNING code, name, created_at, disabled_at, interchange_control",
             )
             .bind(code.as_str())
             .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::UnknownProvider)?;
+            finish(tx, audit, journal, now).await?;
+            provider_from(&row)
+        }
+
+        /// Sets a provider's interchange control-number policy, audited.
+        pub(super) async fn set_interchange_control(
+            pool: &$pool,
+            code: &ProviderCode,
+            policy: InterchangeControl,
+            audit: &AuditEvent,
+            journal: &Journal,
+            now: OffsetDateTime,
+        ) -> Result<Provider, StoreError> {
+            let mut tx = begin_write(pool).await?;
+            let row = sqlx::query(
+                "UPDATE providers SET interchange_control = $2 WHERE code = $1 \
+                 RETURNING code, name, created_at, disabled_at, interchange_control",
+            )
+            .bind(code.as_str())
+            .bind(policy.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::UnknownProvider)?;
@@ -94,7 +122,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             code: &ProviderCode,
         ) -> Result<Option<Provider>, StoreError> {
-            sqlx::query("SELECT code, name, created_at, disabled_at FROM providers WHERE code = $1")
+            sqlx::query("SELECT code, name, created_at, disabled_at, interchange_control FROM providers WHERE code = $1")
                 .bind(code.as_str())
                 .fetch_optional(pool)
                 .await?
@@ -1615,6 +1643,24 @@ macro_rules! portable_queries {
             })
         }
 
+        /// The upload of provider `provider_id` that holds interchange `id`, if any.
+        async fn interchange_holder_of<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            provider_id: i64,
+            id: &InterchangeId,
+        ) -> Result<Option<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT upload_id FROM uploads WHERE provider_id = $1 AND interchange_unique \
+                 AND interchange_sender = $2 AND interchange_receiver = $3 AND interchange_control = $4",
+            )
+            .bind(provider_id)
+            .bind(&id.sender)
+            .bind(&id.receiver)
+            .bind(&id.control_number)
+            .fetch_optional(executor)
+            .await?)
+        }
+
         /// Records a received upload (audited); an earlier upload of the same file (same
         /// provider and SHA-256) or with the same idempotency key is returned instead, with
         /// `false`.
@@ -1628,11 +1674,12 @@ macro_rules! portable_queries {
         ) -> Result<(UploadRow, bool), StoreError> {
             let mut tx = begin_write(pool).await?;
             let provider_id = provider_id_in(&mut tx, provider).await?;
-            let disabled: bool =
-                sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM providers WHERE id = $1")
-                    .bind(provider_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (disabled, policy): (bool, String) = sqlx::query_as(
+                "SELECT disabled_at IS NOT NULL, interchange_control FROM providers WHERE id = $1",
+            )
+            .bind(provider_id)
+            .fetch_one(&mut *tx)
+            .await?;
             if disabled {
                 return Err(StoreError::ProviderDisabled);
             }
@@ -1652,10 +1699,21 @@ macro_rules! portable_queries {
                     .ok_or(StoreError::NotFound)?;
                 return Ok((row, false));
             }
-            sqlx::query(
+            // A new file that repeats an interchange held by an earlier upload.
+            let unique = new.interchange.is_some()
+                && InterchangeControl::parse(&policy) == Some(InterchangeControl::Unique);
+            if let (true, Some(id)) = (unique, new.interchange) {
+                if let Some(earlier) = interchange_holder_of(&mut *tx, provider_id, id).await? {
+                    tx.rollback().await?;
+                    return Err(StoreError::InterchangeReplay(earlier));
+                }
+            }
+            let inserted = sqlx::query(
                 "INSERT INTO uploads (upload_id, provider_id, submitted_by, sha256, size_bytes, \
-                 idempotency_key, state, received_at, mapping_version_id) VALUES ($1, $2, $3, $4, $5, $6, \
-                 'received', $7, (SELECT id FROM mapping_versions WHERE provider_id = $2 AND state = 'active'))",
+                 idempotency_key, state, received_at, mapping_version_id, interchange_sender, \
+                 interchange_receiver, interchange_control, interchange_unique) VALUES ($1, $2, $3, $4, $5, $6, \
+                 'received', $7, (SELECT id FROM mapping_versions WHERE provider_id = $2 AND state = 'active'), \
+                 $8, $9, $10, $11)",
             )
             .bind(new.upload_id)
             .bind(provider_id)
@@ -1664,8 +1722,27 @@ macro_rules! portable_queries {
             .bind(new.size_bytes)
             .bind(new.idempotency_key)
             .bind(now)
+            .bind(new.interchange.map(|i| i.sender.as_str()))
+            .bind(new.interchange.map(|i| i.receiver.as_str()))
+            .bind(new.interchange.map(|i| i.control_number.as_str()))
+            .bind(unique)
             .execute(&mut *tx)
-            .await?;
+            .await;
+            match (inserted, new.interchange) {
+                // Another upload of the same interchange committed after the look-up
+                // above (PostgreSQL; SQLite's writers take turns): the unique index
+                // refused this one.
+                (Err(sqlx::Error::Database(db)), Some(id)) if unique && db.is_unique_violation() => {
+                    tx.rollback().await?;
+                    return Err(match interchange_holder_of(pool, provider_id, id).await? {
+                        Some(earlier) => StoreError::InterchangeReplay(earlier),
+                        None => StoreError::Conflict,
+                    });
+                }
+                (inserted, _) => {
+                    inserted?;
+                }
+            }
             finish(tx, audit, journal, now).await?;
             let row = upload(pool, Some(provider), new.upload_id)
                 .await?
@@ -1709,6 +1786,25 @@ macro_rules! portable_queries {
             .as_ref()
             .map(upload_from)
             .transpose()
+        }
+
+        /// The provider's upload that holds interchange `id` against later files, if any.
+        pub(super) async fn interchange_holder(
+            pool: &$pool,
+            provider: &ProviderCode,
+            id: &InterchangeId,
+        ) -> Result<Option<String>, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT u.upload_id FROM uploads u JOIN providers p ON p.id = u.provider_id \
+                 WHERE p.code = $1 AND p.interchange_control = 'unique' AND u.interchange_unique \
+                 AND u.interchange_sender = $2 AND u.interchange_receiver = $3 AND u.interchange_control = $4",
+            )
+            .bind(provider.as_str())
+            .bind(&id.sender)
+            .bind(&id.receiver)
+            .bind(&id.control_number)
+            .fetch_optional(pool)
+            .await?)
         }
 
         /// The provider's upload of the file with this SHA-256, if any.

@@ -2,6 +2,8 @@
 
 use time::OffsetDateTime;
 
+use crate::formats::x12::InterchangeId;
+
 /// A received file to record.
 #[derive(Debug, Clone)]
 pub struct NewUpload<'a> {
@@ -15,6 +17,8 @@ pub struct NewUpload<'a> {
     pub size_bytes: i64,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<&'a str>,
+    /// The identity of the X12 interchange the file starts with, if it does.
+    pub interchange: Option<&'a InterchangeId>,
 }
 
 /// An upload as stored: state, counts, times.

@@ -205,3 +205,54 @@ async fn killing_ingest_at_any_point_loses_and_doubles_nothing_sqlite() {
 async fn postgres_killing_ingest_at_any_point_loses_and_doubles_nothing() {
     crash_on(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn the_bulk_cli_refuses_a_file_that_repeats_an_interchange() {
+    let (dir, env, settings, _db) = prepare(Backend::Sqlite, "cli_replay").await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let first = files.path().join("first.x12");
+    let first_bytes = x12_837p(&[X12Claim::new("Q1", 1_000)]);
+    std::fs::write(&first, &first_bytes).unwrap();
+    let done = ingest_command(dir.path(), &env, &first).output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    let id = receipt["upload_id"].as_str().unwrap();
+
+    let edited = files.path().join("edited.x12");
+    let replayed = with_control_number(
+        &x12_837p(&[X12Claim::new("Q2", 2_000)]),
+        &control_number_in(&first_bytes),
+    );
+    std::fs::write(&edited, replayed).unwrap();
+    let refused = ingest_command(dir.path(), &env, &edited).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("repeats the X12 interchange"), "{stderr}");
+    assert!(stderr.contains(id), "the earlier upload is named: {stderr}");
+    assert!(
+        !stderr.contains("ZZ"),
+        "no claim value in the message: {stderr}"
+    );
+    let url = settings.database.url.expose_secret().to_owned();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let counts: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM uploads), (SELECT count(*) FROM raw_files)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(counts, (1, 1), "nothing of the refused file is recorded");
+
+    // The first file again is its earlier upload, as before.
+    let again = ingest_command(dir.path(), &env, &first).output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(receipt["upload_id"], id);
+}

@@ -81,6 +81,7 @@ pub async fn record_upload(store: &claimgate::store::Store, provider: &str, uplo
                 sha256: &sha256,
                 size_bytes: 0,
                 idempotency_key: None,
+                interchange: None,
             },
             &claimgate::audit::AuditEvent::new(
                 claimgate::audit::EventKind::UploadReceived,
@@ -366,15 +367,45 @@ pub fn x12_837p(claims: &[X12Claim]) -> Vec<u8> {
         }
     }
     segments.push(format!("SE*{}*0001", segments.len() + 1));
-    let mut out = String::from(
-        "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240101*1200*^*00501*000000001*0*P*:~\nGS*HC*SUB*REC*20240101*1200*1*X*005010X222A1~\n",
+    let control = control_number_of(&segments);
+    let mut out = format!(
+        "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240101*1200*^*00501*{control}*0*P*:~\nGS*HC*SUB*REC*20240101*1200*1*X*005010X222A1~\n",
     );
     for segment in segments {
         out.push_str(&segment);
         out.push_str("~\n");
     }
-    out.push_str("GE*1*1~\nIEA*1*000000001~\n");
+    out.push_str(&format!("GE*1*1~\nIEA*1*{control}~\n"));
     out.into_bytes()
+}
+
+/// The interchange control number (ISA13) of a file made by [`x12_837p`].
+pub fn control_number_in(file: &[u8]) -> String {
+    let text = std::str::from_utf8(file).unwrap();
+    let at = text.find("*00501*").unwrap() + "*00501*".len();
+    text[at..at + 9].to_owned()
+}
+
+/// `file` (made by [`x12_837p`]) with its interchange control number (ISA13 and IEA02)
+/// set to `control`.
+pub fn with_control_number(file: &[u8], control: &str) -> Vec<u8> {
+    let old = control_number_in(file);
+    String::from_utf8(file.to_vec())
+        .unwrap()
+        .replace(&format!("*00501*{old}*"), &format!("*00501*{control}*"))
+        .replace(&format!("IEA*1*{old}~"), &format!("IEA*1*{control}~"))
+        .into_bytes()
+}
+
+/// An interchange control number (ISA13) for a file of `segments`, as a sender numbers
+/// its interchanges: the same content gets the same number (so a file built twice is the
+/// same file), other content another (FNV-1a of the segments, nine digits).
+pub fn control_number_of(segments: &[String]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in segments.iter().flat_map(|s| s.bytes().chain([b'~'])) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:09}", hash % 1_000_000_000)
 }
 
 /// Sends `body` to `POST /v1/uploads` as `token` with extra header lines.

@@ -238,6 +238,205 @@ async fn postgres_an_upload_over_https_is_stored_encrypted_and_accounted_for() {
     end_to_end_on(Backend::Postgres).await;
 }
 
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+async fn replay_on(backend: Backend) {
+    let Some(ingest) = ingest_app(backend, "ingest_replay").await else {
+        return;
+    };
+    let app = &ingest.app;
+    let first = x12_837p(&[X12Claim::new("R1", 1_000), X12Claim::new("R2", 2_000)]);
+    let receipt = upload(&ingest, &first).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    let id = receipt["upload_id"].as_str().unwrap().to_owned();
+    let raw_files = files_under(&app.settings.ingest.raw_dir);
+    assert_eq!(raw_files.len(), 1, "{raw_files:?}");
+
+    // The same bytes again: the first upload, 200, audited as a duplicate.
+    let again = upload_at(app.addr, &ingest.submitter, &first, X12).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json()["upload_id"], id.as_str());
+    assert_eq!(again.json()["duplicate"], true);
+
+    // Other content under the same interchange (sender, receiver and ISA13): 409, with
+    // the first upload named, and nothing of it kept.
+    let control = control_number_in(&first);
+    let edited = x12_837p(&[X12Claim::new("R1", 1_000), X12Claim::new("R3", 3_000)]);
+    let replayed = with_control_number(&edited, &control);
+    assert_ne!(replayed, first);
+    let refused = upload_at(app.addr, &ingest.submitter, &replayed, X12).await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    let body = refused.json();
+    assert_eq!(body["error_code"], "interchange_replay");
+    assert_eq!(body["upload_id"], id.as_str());
+    assert!(
+        !refused.body.contains(&control),
+        "the control number is not echoed"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM raw_files").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM claims").await, 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims WHERE source_claim_id = 'R3'")
+            .await,
+        0
+    );
+    assert_eq!(
+        files_under(&app.settings.ingest.raw_dir),
+        raw_files,
+        "the refused file's bytes are not kept"
+    );
+    let trail = app.audit().await;
+    let duplicate: Vec<_> = trail
+        .iter()
+        .filter(|e| e.kind == "upload.duplicate")
+        .collect();
+    assert_eq!(duplicate.len(), 1, "{duplicate:?}");
+    assert!(duplicate[0].body.contains(&format!("upload:{id}")));
+    let rejected: Vec<_> = trail
+        .iter()
+        .filter(|e| e.kind == "upload.rejected" && e.body.contains("interchange_replay"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{trail:?}");
+    assert!(rejected[0].body.contains(&format!("upload:{id}")));
+    assert!(rejected[0].body.contains(r#""outcome":"denied""#));
+
+    // The same control number from another sender is another interchange.
+    let other_sender = String::from_utf8(replayed.clone())
+        .unwrap()
+        .replacen("*ZZ*SUBMITTER      *", "*ZZ*SUBMITTER2     *", 1)
+        .into_bytes();
+    let receipt = upload(&ingest, &other_sender).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+
+    // Only an administrator may say that the provider reuses control numbers; then the
+    // replayed content is taken (and its resend still deduplicated by its bytes).
+    let path = "/v1/admin/providers/acme/interchange-control";
+    let reused = r#"{"interchange_control":"reused"}"#;
+    let denied = app.call(&ingest.submitter, "PUT", path, reused).await;
+    assert_eq!(denied.status, 403, "{denied:?}");
+    let bad = app
+        .call(
+            &app.admin_key,
+            "PUT",
+            path,
+            r#"{"interchange_control":"sometimes"}"#,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    let missing = app
+        .call(
+            &app.admin_key,
+            "PUT",
+            "/v1/admin/providers/nobody/interchange-control",
+            reused,
+        )
+        .await;
+    assert_eq!(missing.status, 404, "{missing:?}");
+    let set = app.call(&app.admin_key, "PUT", path, reused).await;
+    assert_eq!(set.status, 200, "{set:?}");
+    assert_eq!(set.json()["interchange_control"], "reused");
+    assert!(
+        app.audit()
+            .await
+            .iter()
+            .any(|e| e.kind == "provider.changed" && e.body.contains("interchange_control:reused"))
+    );
+    let receipt = upload(&ingest, &replayed).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM claims WHERE source_claim_id = 'R3'")
+            .await,
+        2,
+        "R3 from the other sender's file and from the replayed one"
+    );
+    let resent = upload_at(app.addr, &ingest.submitter, &replayed, X12).await;
+    assert_eq!(resent.status, 200, "{resent:?}");
+    assert_eq!(resent.json()["upload_id"], receipt["upload_id"]);
+
+    // Back to unique: the uploads taken while control numbers were reused hold none of
+    // them, the ones before still do.
+    let unique = app
+        .call(
+            &app.admin_key,
+            "PUT",
+            path,
+            r#"{"interchange_control":"unique"}"#,
+        )
+        .await;
+    assert_eq!(unique.json()["interchange_control"], "unique");
+    let third = with_control_number(&x12_837p(&[X12Claim::new("R4", 4_000)]), &control);
+    let refused = upload_at(app.addr, &ingest.submitter, &third, X12).await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert_eq!(refused.json()["upload_id"], id.as_str());
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 3);
+
+    // The store holds the line itself, inside the upload's transaction (whatever a
+    // channel checked before).
+    let (store, _) = app.keyring().await;
+    let interchange = claimgate::formats::x12::InterchangeId::of_head(&first).unwrap();
+    let direct = store
+        .create_upload(
+            &claimgate::providers::ProviderCode::parse("acme").unwrap(),
+            &claimgate::store::NewUpload {
+                upload_id: "direct-replay",
+                submitted_by: None,
+                sha256: &[7; 32],
+                size_bytes: 1,
+                idempotency_key: None,
+                interchange: Some(&interchange),
+            },
+            &claimgate::audit::AuditEvent::new(
+                claimgate::audit::EventKind::UploadReceived,
+                claimgate::audit::Outcome::Success,
+            ),
+        )
+        .await;
+    match direct {
+        Err(claimgate::store::StoreError::InterchangeReplay(earlier)) => assert_eq!(earlier, id),
+        other => panic!("expected a replay, got {other:?}"),
+    }
+
+    // Eight files of one new interchange at once: exactly one is taken.
+    let sends = (0..8).map(|n| {
+        let file = with_control_number(
+            &x12_837p(&[X12Claim::new(&format!("S{n}"), 100 + n)]),
+            "777777777",
+        );
+        let (addr, token) = (app.addr, ingest.submitter.clone());
+        tokio::spawn(async move { upload_at(addr, &token, &file, X12).await })
+    });
+    let mut statuses = Vec::new();
+    for send in sends {
+        statuses.push(send.await.unwrap().status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 409, 409, 409, 409, 409, 409, 409]);
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 4);
+}
+
+#[tokio::test]
+async fn an_interchange_sent_again_with_other_content_is_refused_as_a_replay_sqlite() {
+    replay_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_an_interchange_sent_again_with_other_content_is_refused_as_a_replay() {
+    replay_on(Backend::Postgres).await;
+}
+
 async fn bad_records_on(backend: Backend) {
     let Some(ingest) = ingest_app(backend, "ingest_bad_records").await else {
         return;

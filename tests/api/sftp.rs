@@ -589,8 +589,13 @@ async fn twenty_concurrent_uploads_from_four_providers_are_each_processed_once_i
     let mut runs = Vec::new();
     for (p, account) in accounts.iter().enumerate() {
         for n in 0..5 {
-            // Each file differs (its claim ids), so none is a duplicate of another.
-            let body = sample.replace("CLM*SAMPLE", &format!("CLM*P{p}F{n}S"));
+            // Each file differs (its claim ids and its interchange control number, as a
+            // sender numbers its files), so none is a duplicate or a replay of another.
+            let control = format!("{:09}", p * 10 + n + 1);
+            let body = sample
+                .replace("CLM*SAMPLE", &format!("CLM*P{p}F{n}S"))
+                .replace("*00501*000000001*", &format!("*00501*{control}*"))
+                .replace("IEA*1*000000001", &format!("IEA*1*{control}"));
             let local = account.dir.path().join(format!("f{n}.837"));
             std::fs::write(&local, body).unwrap();
             let dir = tempfile::tempdir().unwrap();
@@ -836,4 +841,59 @@ async fn a_full_raw_store_fails_the_sftp_upload_and_recovers() {
         1
     );
     assert_eq!(app.count("SELECT count(*) FROM claims").await, 10_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sftp_put_that_repeats_an_interchange_is_refused_sqlite() {
+    let app = gateway(Backend::Sqlite, "sftp_replay", &[]).await.unwrap();
+    let addr = app.sftp.unwrap();
+    app.provider("acme").await;
+    app.activate_mapping("acme", "x12").await;
+    let acme = account(&app, "acme-sftp", "acme").await;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sample-837p.x12");
+    let run = sftp(
+        addr,
+        &acme,
+        &format!("put {} first.837\n", sample.display()),
+    )
+    .await;
+    assert!(run.ok, "{}", run.output);
+    outbox_when(addr, &acme, 1).await;
+
+    // Other claims under the sample's sender, receiver and ISA13: the put fails.
+    let text = std::fs::read_to_string(&sample).unwrap();
+    assert!(text.contains("*00501*000000001*"));
+    let edited = acme.dir.path().join("edited.837");
+    std::fs::write(&edited, text.replace("SAMPLE", "EDITED")).unwrap();
+    let run = sftp(
+        addr,
+        &acme,
+        &format!("put {} edited.837\n", edited.display()),
+    )
+    .await;
+    assert!(!run.ok, "{}", run.output);
+    assert_eq!(app.count("SELECT count(*) FROM uploads").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM raw_files").await, 1);
+    let discarded = events(&app, "sftp.upload_discarded").await;
+    assert_eq!(discarded.len(), 1, "{discarded:?}");
+    assert_eq!(discarded[0]["reason"], "interchange_replay");
+    assert_eq!(discarded[0]["records"], text.len() as u64);
+
+    // With a control number of its own, the same content is taken.
+    let renumbered = acme.dir.path().join("renumbered.837");
+    std::fs::write(
+        &renumbered,
+        text.replace("SAMPLE", "EDITED")
+            .replace("*00501*000000001*", "*00501*000000002*")
+            .replace("IEA*1*000000001", "IEA*1*000000002"),
+    )
+    .unwrap();
+    let run = sftp(
+        addr,
+        &acme,
+        &format!("put {} renumbered.837\n", renumbered.display()),
+    )
+    .await;
+    assert!(run.ok, "{}", run.output);
+    outbox_when(addr, &acme, 2).await;
 }
