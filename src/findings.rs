@@ -69,7 +69,31 @@ pub struct Finding {
     pub message: String,
 }
 
+/// Codes of findings that mean the input hit one of a reader's resource limits (a DOCTYPE,
+/// nesting too deep, a record, field, segment or file too large): the shape of a parser
+/// bomb, which raises the `parser_limit` alert.
+const RESOURCE_LIMITS: [&str; 13] = [
+    "csv.field_too_long",
+    "csv.group_too_large",
+    "csv.record_too_long",
+    "csv.too_many_fields",
+    "fhir.record_too_large",
+    "fhir.too_large",
+    "fixed.line_too_long",
+    "x12.file_too_large",
+    "x12.segment_too_long",
+    "x12.too_many_elements",
+    "xml.doctype",
+    "xml.record_too_large",
+    "xml.too_deep",
+];
+
 impl Finding {
+    /// Whether this finding says the input hit a reader's resource limit.
+    pub fn is_resource_limit(&self) -> bool {
+        RESOURCE_LIMITS.contains(&self.code)
+    }
+
     /// An error finding.
     pub fn error(code: &'static str, position: Position, message: impl Into<String>) -> Self {
         Self {

@@ -11,7 +11,14 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Permission denials of one principal (or from one address) within
+/// [`DENIAL_BURST_WINDOW`] that raise the `authz_denial_burst` alert (once a window):
+/// far more than a person's mistakes, the pace of someone probing what they may reach.
+pub const DENIAL_BURST: u32 = 20;
+/// The window of [`DENIAL_BURST`].
+pub const DENIAL_BURST_WINDOW: Duration = Duration::from_secs(60);
 
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
@@ -21,6 +28,7 @@ use super::error::ApiError;
 use super::guard::RequestId;
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Access, ParsedToken, Permission, Principal, SoleProvider, Target};
+use crate::ingest::Alert;
 use crate::providers::ProviderCode;
 
 /// Longest `Authorization` header value considered (a real one is 88 bytes).
@@ -121,6 +129,19 @@ impl Caller {
             event.provider = Some(code.as_str().to_owned());
         }
         state.store.append_audit(&event).await?;
+        let address = self.client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let who = format!("principal:{}", self.principal.id);
+        if state
+            .denials
+            .record_failure(address, Some(&who), Instant::now())
+        {
+            tracing::warn!(
+                alert = Alert::AuthzDenialBurst.code(),
+                principal = self.principal.id,
+                "a burst of permission denials from one principal or address"
+            );
+            state.metrics.alert(Alert::AuthzDenialBurst);
+        }
         Err(ApiError::Forbidden)
     }
 }
@@ -208,15 +229,26 @@ impl FromRequest for Caller {
                     })
                 }
                 Err(reason) => {
-                    state
-                        .failures
-                        .record_failure(address, key_id.as_deref(), Instant::now());
+                    let locked_out =
+                        state
+                            .failures
+                            .record_failure(address, key_id.as_deref(), Instant::now());
                     let mut event = AuditEvent::new(EventKind::AuthFailure, Outcome::Denied);
                     event.client = client;
                     event.request_id = request_id;
                     event.resource = key_id.map(|k| format!("key:{k}"));
                     event.reason = Some(reason);
                     state.store.append_audit(&event).await?;
+                    if locked_out {
+                        tracing::warn!(
+                            alert = Alert::AuthLockout.code(),
+                            "failed authentications reached the limit; attempts are refused until the window ends"
+                        );
+                        state.metrics.alert(Alert::AuthLockout);
+                        event.kind = EventKind::AuthLockout;
+                        event.reason = Some("too_many_failures");
+                        state.store.append_audit(&event).await?;
+                    }
                     Err(ApiError::Unauthenticated)
                 }
             }

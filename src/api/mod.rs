@@ -49,6 +49,9 @@ pub struct AppState {
     pub keyring: Arc<crate::keyring::Keyring>,
     /// Failed-authentication counts.
     pub failures: FailureLimiter,
+    /// Permission denials per principal and address, for the burst alert
+    /// ([`auth::DENIAL_BURST`] in [`auth::DENIAL_BURST_WINDOW`]).
+    pub denials: FailureLimiter,
     /// When each credential's success was last audited.
     pub successes: crate::authz::SuccessLog,
     /// How long `/readyz` waits for the database.

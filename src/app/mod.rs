@@ -226,6 +226,10 @@ impl Application {
             keyring: keyring.clone(),
             policy,
             failures: FailureLimiter::new(settings.auth.max_failures, settings.auth.failure_window),
+            denials: FailureLimiter::new(
+                crate::api::auth::DENIAL_BURST,
+                crate::api::auth::DENIAL_BURST_WINDOW,
+            ),
             successes: crate::authz::SuccessLog::new(std::time::Duration::from_secs(3600)),
             readiness_timeout: settings.database.acquire_timeout,
             person_key_ttl: settings.auth.person_key_ttl,

@@ -102,6 +102,10 @@ pub enum EventKind {
     /// An SFTP session ended.
     #[serde(rename = "sftp.session_closed")]
     SftpSessionClosed,
+    /// A client address or key reached the failed-authentication limit: attempts are
+    /// refused until the window ends.
+    #[serde(rename = "auth.lockout")]
+    AuthLockout,
     /// An SFTP login was refused (unknown key, disabled principal, no upload grant, limits).
     #[serde(rename = "sftp.login_refused")]
     SftpLoginRefused,
@@ -200,6 +204,7 @@ impl EventKind {
     pub fn code(self) -> &'static str {
         match self {
             Self::AuthFailure => "auth.failure",
+            Self::AuthLockout => "auth.lockout",
             Self::PermissionDenied => "authz.denied",
             Self::ProviderCreated => "provider.created",
             Self::ProviderDisabled => "provider.disabled",

@@ -60,8 +60,10 @@ impl FailureLimiter {
             .max()
     }
 
-    /// Counts one failure for the address and, when the credential named one, the key id.
-    pub fn record_failure(&self, address: IpAddr, key_id: Option<&str>, now: Instant) {
+    /// Counts one failure for the address and, when the credential named one, the key id;
+    /// `true` when this failure reached the limit for either (a lock-out begins now, once
+    /// per window).
+    pub fn record_failure(&self, address: IpAddr, key_id: Option<&str>, now: Instant) -> bool {
         let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
         if windows.len() >= MAX_TRACKED {
             windows.retain(|_, w| now.duration_since(w.started) < self.window);
@@ -79,6 +81,7 @@ impl FailureLimiter {
             Some(Subject::Address(address)),
             key_id.map(|k| Subject::Key(k.to_owned())),
         ];
+        let mut reached = false;
         for subject in subjects.into_iter().flatten() {
             let window = windows.entry(subject).or_insert(Window {
                 started: now,
@@ -91,7 +94,9 @@ impl FailureLimiter {
                 };
             }
             window.failures = window.failures.saturating_add(1);
+            reached |= window.failures == self.max_failures;
         }
+        reached
     }
 }
 

@@ -27,6 +27,33 @@ pub struct Metrics {
     batch_micros: AtomicU64,
     batch_buckets: [AtomicU64; BUCKETS.len()],
     integrity_failures: AtomicU64,
+    alerts: [AtomicU64; Alert::ALL.len()],
+}
+
+/// A security alert: logged with its code in the `alert` field, and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    /// A client address or key reached the failed-authentication limit (HTTPS or SFTP).
+    AuthLockout,
+    /// A principal (or address) was refused permission many times in a short window.
+    AuthzDenialBurst,
+    /// An upload hit a reader's resource limit (a DOCTYPE, nesting, a record or segment
+    /// too large): the shape of a parser bomb.
+    ParserLimit,
+}
+
+impl Alert {
+    /// Every alert, in the order of the counters.
+    const ALL: [Self; 3] = [Self::AuthLockout, Self::AuthzDenialBurst, Self::ParserLimit];
+
+    /// The code in the log's `alert` field and the metric's label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::AuthLockout => "auth_lockout",
+            Self::AuthzDenialBurst => "authz_denial_burst",
+            Self::ParserLimit => "parser_limit",
+        }
+    }
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -69,6 +96,14 @@ impl Metrics {
     /// A stored value failed its integrity check when read.
     pub fn integrity_failure(&self) {
         add(&self.integrity_failures, 1);
+    }
+
+    /// Counts one security alert (the caller logs it).
+    pub fn alert(&self, alert: Alert) {
+        let slot = Alert::ALL.iter().position(|a| *a == alert);
+        if let Some(counter) = slot.and_then(|i| self.alerts.get(i)) {
+            add(counter, 1);
+        }
     }
 
     /// An upload ended, with its final counts.
@@ -135,6 +170,17 @@ impl Metrics {
             "claimgate_integrity_failures_total",
             "Stored values that failed their integrity check when read.",
             &[("", get(&self.integrity_failures))],
+        );
+        let alerts: Vec<(String, u64)> = Alert::ALL
+            .iter()
+            .zip(&self.alerts)
+            .map(|(a, c)| (format!("{{alert=\"{}\"}}", a.code()), get(c)))
+            .collect();
+        let alerts: Vec<(&str, u64)> = alerts.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        counter(
+            "claimgate_alerts_total",
+            "Security alerts raised (lock-outs, bursts of denials, parser limits).",
+            &alerts,
         );
         let _ = writeln!(
             out,

@@ -13,7 +13,7 @@ pub mod metrics;
 pub mod runner;
 pub mod worker;
 
-pub use metrics::Metrics;
+pub use metrics::{Alert, Metrics};
 pub use runner::{Ending, RunError, Runner, RunnerSettings};
 pub use worker::spawn_workers;
 

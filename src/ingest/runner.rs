@@ -23,7 +23,7 @@ use crate::store::{
     StoreError, UploadCounts,
 };
 
-use super::metrics::Metrics;
+use super::metrics::{Alert, Metrics};
 
 /// Why processing stopped before an end state was recorded (the upload stays claimed
 /// until its lease expires, then another attempt resumes it).
@@ -146,6 +146,7 @@ impl Runner {
             batch_claims: self.settings.batch_claims.max(1),
             sealer,
             sender,
+            metrics: self.metrics.clone(),
         };
         let thread = tokio::task::spawn_blocking(move || reading.run(mapping, reader, progress));
         let outcome = if plan.concurrent > 1 {
@@ -427,6 +428,7 @@ struct Reading {
     batch_claims: usize,
     sealer: ClaimSealer,
     sender: tokio::sync::mpsc::Sender<Step>,
+    metrics: Arc<Metrics>,
 }
 
 /// A reader that counts the bytes it yields.
@@ -465,6 +467,7 @@ impl Reading {
             counts: UploadCounts::default(),
             ordinal: 0,
             broken: false,
+            limit_hits: 0,
         };
         let mut file_findings = Vec::new();
         let result = preview(
@@ -488,6 +491,15 @@ impl Reading {
             Ok(_) => Err(std::io::Error::other("the writer stopped")),
             Err(e) => Err(e),
         };
+        if state.limit_hits > 0 {
+            tracing::warn!(
+                alert = Alert::ParserLimit.code(),
+                upload = %self.upload_id,
+                findings = state.limit_hits,
+                "the upload hit a reader's resource limit (the shape of a parser bomb)"
+            );
+            self.metrics.alert(Alert::ParserLimit);
+        }
         let _ = self.sender.blocking_send(Step::End(end));
     }
 }
@@ -503,6 +515,8 @@ struct BatchState<'a> {
     counts: UploadCounts,
     ordinal: i64,
     broken: bool,
+    /// Rejects (recorded in this run) that say a reader's resource limit was hit.
+    limit_hits: u64,
 }
 
 impl BatchState<'_> {
@@ -572,6 +586,9 @@ impl BatchState<'_> {
         self.ordinal += 1;
         if self.ordinal <= self.resume_rejects {
             return;
+        }
+        if finding.is_resource_limit() {
+            self.limit_hits += 1;
         }
         let p = &finding.position;
         self.batch.rejects.push(RejectRow {

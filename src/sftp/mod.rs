@@ -32,7 +32,7 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
 use crate::audit::{AuditEvent, EventKind, Outcome};
 use crate::authz::{Access, FailureLimiter, Permission, Policy, Role, SoleProvider};
 use crate::config::SftpSettings;
-use crate::ingest::Intake;
+use crate::ingest::{Alert, Intake};
 use crate::providers::ProviderCode;
 use crate::raw_store::RawFileWriter;
 use crate::store::CredentialKind;
@@ -339,17 +339,28 @@ pub(crate) struct Connection {
 impl Connection {
     /// Audits a refused login and counts it against the client's address.
     async fn refuse(&self, reason: &'static str, principal: Option<i64>) -> Auth {
-        if let Some(ip) = self.client {
+        let locked_out = self.client.is_some_and(|ip| {
             self.shared
                 .failures
-                .record_failure(ip, None, Instant::now());
-        }
+                .record_failure(ip, None, Instant::now())
+        });
         let mut event = AuditEvent::new(EventKind::SftpLoginRefused, Outcome::Denied);
         event.actor = principal;
         event.client = self.client;
         event.request_id = Some(self.session.clone());
         event.reason = Some(reason);
         self.shared.audit(&event).await;
+        if locked_out {
+            tracing::warn!(
+                alert = Alert::AuthLockout.code(),
+                session = %self.session,
+                "failed sftp logins reached the limit; this address is refused until the window ends"
+            );
+            self.shared.intake.metrics.alert(Alert::AuthLockout);
+            event.kind = EventKind::AuthLockout;
+            event.reason = Some("too_many_failures");
+            self.shared.audit(&event).await;
+        }
         Auth::reject()
     }
 

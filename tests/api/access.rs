@@ -313,12 +313,70 @@ async fn failed_authentication_is_rate_limited_then_released() {
     assert_eq!(locked.json()["error_code"], "too_many_attempts");
     let retry: u64 = locked.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    // The lock-out is one audit event and one alert, however often it is knocked on.
+    assert_eq!(app.call("guess", "GET", "/v1/whoami", "").await.status, 429);
+    let trail = app.audit().await;
+    assert_eq!(trail.iter().filter(|e| e.kind == "auth.failure").count(), 3);
+    let lockouts: Vec<_> = trail.iter().filter(|e| e.kind == "auth.lockout").collect();
+    assert_eq!(lockouts.len(), 1, "{lockouts:?}");
+    assert!(lockouts[0].body.contains("too_many_failures"));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(
         app.call(&good, "GET", "/v1/whoami", "").await.status,
         200,
         "released when the window ends"
     );
+    let metrics = app.call(&good, "GET", "/metrics", "").await;
+    assert!(
+        metrics
+            .body
+            .contains("claimgate_alerts_total{alert=\"auth_lockout\"} 1"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_permission_denials_raises_one_alert() {
+    let app = TestApp::sqlite(&[]).await;
+    app.provider("acme").await;
+    let submitter = app
+        .principal(
+            "acme-upload",
+            "system",
+            json!([{ "role": "provider_submitter", "provider": "acme" }]),
+        )
+        .await;
+    let alerts = || async {
+        let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
+        metrics
+            .body
+            .lines()
+            .find(|l| l.starts_with("claimgate_alerts_total{alert=\"authz_denial_burst\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    assert_eq!(alerts().await.as_deref(), Some("0"));
+    for n in 1..=25 {
+        let denied = app
+            .call(&submitter, "GET", "/v1/admin/principals", "")
+            .await;
+        assert_eq!(denied.status, 403);
+        let expected = if n < 20 { "0" } else { "1" };
+        if n == 19 || n == 20 || n == 25 {
+            assert_eq!(
+                alerts().await.as_deref(),
+                Some(expected),
+                "after {n} denials"
+            );
+        }
+    }
+    let denials = app
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e.kind == "authz.denied")
+        .count();
+    assert_eq!(denials, 25, "every denial is audited, the alert comes once");
 }
 
 async fn break_glass_on(backend: Backend) {

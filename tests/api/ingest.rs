@@ -437,6 +437,58 @@ async fn postgres_an_interchange_sent_again_with_other_content_is_refused_as_a_r
     replay_on(Backend::Postgres).await;
 }
 
+#[tokio::test]
+async fn a_file_that_hits_a_reader_limit_raises_the_parser_limit_alert() {
+    let ingest = ingest_app(Backend::Sqlite, "ingest_parser_limit")
+        .await
+        .unwrap();
+    let app = &ingest.app;
+    let alerts = || async {
+        let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
+        metrics
+            .body
+            .lines()
+            .find(|l| l.starts_with("claimgate_alerts_total{alert=\"parser_limit\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    let plain = upload(&ingest, &x12_837p(&[X12Claim::new("L1", 100)])).await;
+    assert_eq!(plain["state"], "done", "{plain}");
+    assert_eq!(
+        alerts().await.as_deref(),
+        Some("0"),
+        "an ordinary file raises none"
+    );
+
+    // A segment of 80 KB (the limit is 64 KiB) inside the second claim.
+    let file = String::from_utf8(x12_837p(&[
+        X12Claim::new("L2", 100),
+        X12Claim::new("L3", 200),
+    ]))
+    .unwrap()
+    .replacen(
+        "CLM*L3*",
+        &format!("NTE*ADD*{}~\nCLM*L3*", "A".repeat(80_000)),
+        1,
+    );
+    let receipt = upload(&ingest, file.as_bytes()).await;
+    assert_eq!(receipt["state"], "done", "{receipt}");
+    let id = receipt["upload_id"].as_str().unwrap();
+    let rejects = app
+        .call(
+            &ingest.submitter,
+            "GET",
+            &format!("/v1/uploads/{id}/rejects"),
+            "",
+        )
+        .await;
+    assert!(
+        rejects.body.contains("x12.segment_too_long"),
+        "{}",
+        rejects.body
+    );
+    assert_eq!(alerts().await.as_deref(), Some("1"));
+}
+
 async fn bad_records_on(backend: Backend) {
     let Some(ingest) = ingest_app(backend, "ingest_bad_records").await else {
         return;

@@ -709,6 +709,20 @@ async fn size_sessions_idle_time_and_failed_logins_are_limited() {
     }
     let run = sftp(addr, &acme, "pwd\n").await;
     assert!(!run.ok, "a locked-out address logged in: {}", run.output);
+    let lockouts = events(&app, "auth.lockout").await;
+    assert_eq!(
+        lockouts.len(),
+        1,
+        "one lock-out, however often it is knocked on: {lockouts:?}"
+    );
+    let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
+    assert!(
+        metrics
+            .body
+            .contains("claimgate_alerts_total{alert=\"auth_lockout\"} 1"),
+        "{}",
+        metrics.body
+    );
     assert!(
         reasons(&app, "sftp.login_refused")
             .await
