@@ -326,14 +326,7 @@ async fn failed_authentication_is_rate_limited_then_released() {
         200,
         "released when the window ends"
     );
-    let metrics = app.call(&good, "GET", "/metrics", "").await;
-    assert!(
-        metrics
-            .body
-            .contains("claimgate_alerts_total{alert=\"auth_lockout\"} 1"),
-        "{}",
-        metrics.body
-    );
+    assert_eq!(app.alerts("auth_lockout").await, 1);
 }
 
 #[tokio::test]
@@ -347,25 +340,17 @@ async fn a_burst_of_permission_denials_raises_one_alert() {
             json!([{ "role": "provider_submitter", "provider": "acme" }]),
         )
         .await;
-    let alerts = || async {
-        let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
-        metrics
-            .body
-            .lines()
-            .find(|l| l.starts_with("claimgate_alerts_total{alert=\"authz_denial_burst\"}"))
-            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
-    };
-    assert_eq!(alerts().await.as_deref(), Some("0"));
+    assert_eq!(app.alerts("authz_denial_burst").await, 0);
     for n in 1..=25 {
         let denied = app
             .call(&submitter, "GET", "/v1/admin/principals", "")
             .await;
         assert_eq!(denied.status, 403);
-        let expected = if n < 20 { "0" } else { "1" };
+        let expected = u64::from(n >= 20);
         if n == 19 || n == 20 || n == 25 {
             assert_eq!(
-                alerts().await.as_deref(),
-                Some(expected),
+                app.alerts("authz_denial_burst").await,
+                expected,
                 "after {n} denials"
             );
         }

@@ -765,6 +765,16 @@ impl TestApp {
         assert_eq!(response.status, 201, "{response:?}");
     }
 
+    /// The `claimgate_alerts_total` count of `alert`, read from `/metrics` as the admin.
+    pub async fn alerts(&self, alert: &str) -> u64 {
+        let metrics = self.call(&self.admin_key, "GET", "/metrics", "").await;
+        assert_eq!(metrics.status, 200, "{metrics:?}");
+        let series = format!("claimgate_alerts_total{{alert=\"{alert}\"}} ");
+        let line = metrics.body.lines().find(|l| l.starts_with(&series));
+        line.and_then(|l| l[series.len()..].parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in {}", metrics.body))
+    }
+
     /// Runs SQL on the app's own database, as the login user (not the serving role).
     pub async fn sql(&self, sql: &str) {
         let url = self.settings.database.url.expose_secret().to_owned();

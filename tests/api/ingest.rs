@@ -443,19 +443,11 @@ async fn a_file_that_hits_a_reader_limit_raises_the_parser_limit_alert() {
         .await
         .unwrap();
     let app = &ingest.app;
-    let alerts = || async {
-        let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
-        metrics
-            .body
-            .lines()
-            .find(|l| l.starts_with("claimgate_alerts_total{alert=\"parser_limit\"}"))
-            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
-    };
     let plain = upload(&ingest, &x12_837p(&[X12Claim::new("L1", 100)])).await;
     assert_eq!(plain["state"], "done", "{plain}");
     assert_eq!(
-        alerts().await.as_deref(),
-        Some("0"),
+        app.alerts("parser_limit").await,
+        0,
         "an ordinary file raises none"
     );
 
@@ -486,7 +478,7 @@ async fn a_file_that_hits_a_reader_limit_raises_the_parser_limit_alert() {
         "{}",
         rejects.body
     );
-    assert_eq!(alerts().await.as_deref(), Some("1"));
+    assert_eq!(app.alerts("parser_limit").await, 1);
 }
 
 async fn bad_records_on(backend: Backend) {

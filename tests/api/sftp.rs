@@ -715,14 +715,7 @@ async fn size_sessions_idle_time_and_failed_logins_are_limited() {
         1,
         "one lock-out, however often it is knocked on: {lockouts:?}"
     );
-    let metrics = app.call(&app.admin_key, "GET", "/metrics", "").await;
-    assert!(
-        metrics
-            .body
-            .contains("claimgate_alerts_total{alert=\"auth_lockout\"} 1"),
-        "{}",
-        metrics.body
-    );
+    assert_eq!(app.alerts("auth_lockout").await, 1);
     assert!(
         reasons(&app, "sftp.login_refused")
             .await
