@@ -226,37 +226,43 @@ fn declared_length(req: &ServiceRequest) -> Option<u64> {
 }
 
 /// A request body that counts its bytes and enforces the minimum transfer rate.
-struct GuardedBody {
-    inner: Payload,
+struct GuardedBody<S> {
+    inner: S,
     limits: BodyLimits,
     received: u64,
     received_at_window_start: u64,
-    /// Whether the handler waited for the client in this window. A window in which it
-    /// never did (the gateway itself was busy: a database call before the body is read,
-    /// a full disk queue) says nothing of the client's rate and is not held against it.
-    starved: bool,
+    /// How long in this window the handler waited for the client (asked for more and
+    /// had none). A window in which it waited less than half the time (the gateway
+    /// itself was busy: a database call before the body is read, a disk that stalls)
+    /// says little of the client's rate and is not held against it.
+    waited: Duration,
+    /// Since when the handler has been waiting for the client, if it is.
+    waiting_since: Option<tokio::time::Instant>,
     window_ends: Pin<Box<tokio::time::Sleep>>,
     failed: bool,
 }
 
-impl GuardedBody {
-    fn new(inner: Payload, limits: BodyLimits) -> Self {
+impl<S> GuardedBody<S> {
+    fn new(inner: S, limits: BodyLimits) -> Self {
         Self {
             inner,
             limits,
             received: 0,
             received_at_window_start: 0,
-            starved: false,
+            waited: Duration::ZERO,
+            waiting_since: None,
             window_ends: Box::pin(tokio::time::sleep(limits.window)),
             failed: false,
         }
     }
 
-    /// Called when a window has ended: fails if the handler waited for the client in it
-    /// and too little arrived.
+    /// Called when a window has ended: fails if the handler waited for the client for
+    /// at least half of it and too little arrived.
     fn close_window(&mut self) -> Result<(), PayloadError> {
+        let now = tokio::time::Instant::now();
+        let waited = self.waited + self.waiting_since.map_or(Duration::ZERO, |s| now - s);
         let in_window = self.received - self.received_at_window_start;
-        if self.starved
+        if waited * 2 >= self.limits.window
             && self.limits.min_bytes_per_window > 0
             && in_window < self.limits.min_bytes_per_window
         {
@@ -266,9 +272,10 @@ impl GuardedBody {
             )));
         }
         self.received_at_window_start = self.received;
-        self.starved = false;
-        let next = tokio::time::Instant::now() + self.limits.window;
-        self.window_ends.as_mut().reset(next);
+        self.waited = Duration::ZERO;
+        // A wait still going on counts in the next window from now.
+        self.waiting_since = self.waiting_since.map(|_| now);
+        self.window_ends.as_mut().reset(now + self.limits.window);
         Ok(())
     }
 
@@ -278,7 +285,7 @@ impl GuardedBody {
     }
 }
 
-impl Stream for GuardedBody {
+impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for GuardedBody<S> {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -292,7 +299,16 @@ impl Stream for GuardedBody {
                 return this.fail(e);
             }
         }
-        match Pin::new(&mut this.inner).poll_next(cx) {
+        let polled = Pin::new(&mut this.inner).poll_next(cx);
+        match (&polled, this.waiting_since) {
+            (Poll::Pending, None) => this.waiting_since = Some(tokio::time::Instant::now()),
+            (Poll::Ready(_), Some(since)) => {
+                this.waited += since.elapsed();
+                this.waiting_since = None;
+            }
+            _ => {}
+        }
+        match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.received = this.received.saturating_add(chunk.len() as u64);
                 if this.received > this.limits.max_bytes {
@@ -300,11 +316,72 @@ impl Stream for GuardedBody {
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
-            Poll::Pending => {
-                this.starved = true;
-                Poll::Pending
-            }
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    fn limits() -> BodyLimits {
+        BodyLimits {
+            max_bytes: 1 << 20,
+            max_upload_bytes: 1 << 20,
+            max_sample_bytes: 1 << 20,
+            window: Duration::from_secs(10),
+            min_bytes_per_window: 1_000,
+        }
+    }
+
+    /// A body whose chunks the test sends as a client would.
+    fn body() -> (
+        tokio::sync::mpsc::Sender<Bytes>,
+        GuardedBody<impl Stream<Item = Result<Bytes, PayloadError>> + Unpin>,
+    ) {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let stream =
+            futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|c| c.map(Ok)));
+        (sender, GuardedBody::new(stream, limits()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_trickles_is_refused_when_its_window_ends() {
+        let (client, mut body) = body();
+        client
+            .send(Bytes::from_static(b"ten bytes."))
+            .await
+            .unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap().len(), 10);
+        let started = tokio::time::Instant::now();
+        let refused = body.next().await.unwrap().unwrap_err();
+        assert!(
+            matches!(refused, PayloadError::Io(ref e) if e.kind() == std::io::ErrorKind::TimedOut)
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(body.next().await.is_none(), "nothing after the refusal");
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gateway_busy_for_most_of_a_window_does_not_blame_the_client() {
+        let (client, mut body) = body();
+        // Less than the window's minimum arrives in the first window.
+        client.send(Bytes::from(vec![b'x'; 500])).await.unwrap();
+        assert_eq!(body.next().await.unwrap().unwrap().len(), 500);
+        // The client sends its next chunk 10.5 s from now; the handler is busy (a
+        // stalled disk, say) for 9 s of the window, then waits for the client.
+        let sending = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10_500)).await;
+            client.send(Bytes::from(vec![b'y'; 2_000])).await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert_eq!(body.next().await.unwrap().unwrap().len(), 2_000);
+        sending.await.unwrap();
+        assert!(body.next().await.is_none(), "the body ends normally");
     }
 }

@@ -811,6 +811,10 @@ async fn postgres_two_gateway_processes_process_each_of_twenty_uploads_exactly_o
         &[
             ("CLAIMGATE_INGEST__WORKERS", "2"),
             ("CLAIMGATE_INGEST__BATCH_CLAIMS", "50"),
+            // The subject is two processes sharing the queue, not a lapsed lease (the
+            // crash and kill tests cover those): a one-minute I/O stall of this machine
+            // under the full suite once let the default 60 s lease lapse mid-upload.
+            ("CLAIMGATE_INGEST__LEASE_SECS", "300"),
         ],
     );
     let first = Gateway::start_named(dir.path(), &env, "-a", true);
