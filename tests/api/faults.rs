@@ -249,10 +249,11 @@ fn fault_env(data: &Path, database: Option<&str>) -> Vec<(String, String)> {
             ("CLAIMGATE_INGEST__BATCH_CLAIMS", "100"),
             ("CLAIMGATE_INGEST__LEASE_SECS", "1"),
             ("CLAIMGATE_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
-            // These gateways share two cores with the whole suite: a 10 s window of the
-            // body-rate guard (HT-03, tested in http.rs) once refused a 5 MB upload from
-            // a starved test client here. The guard stays on, over a wider window.
-            ("CLAIMGATE_HTTP__BODY_RATE_WINDOW_SECS", "60"),
+            // The body-rate guard (HT-03) is tested in http.rs and the guard's own unit
+            // tests; these tests are about crashes. Under the full suite this machine's
+            // I/O stalls held the 5 MB reference upload long enough for a 408, in three
+            // runs of three, even with a 60 s window: the rate check is off here.
+            ("CLAIMGATE_HTTP__BODY_MIN_BYTES_PER_SEC", "0"),
         ],
     )
 }
