@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::helpers::*;
 
@@ -237,7 +237,7 @@ async fn download(
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    send_bytes(&mut stream, request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     match stream.read_to_end(&mut raw).await {
         Ok(_) => {}

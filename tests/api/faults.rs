@@ -249,11 +249,6 @@ fn fault_env(data: &Path, database: Option<&str>) -> Vec<(String, String)> {
             ("CLAIMGATE_INGEST__BATCH_CLAIMS", "100"),
             ("CLAIMGATE_INGEST__LEASE_SECS", "1"),
             ("CLAIMGATE_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
-            // The body-rate guard (HT-03) is tested in http.rs and the guard's own unit
-            // tests; these tests are about crashes. Under the full suite this machine's
-            // I/O stalls held the 5 MB reference upload long enough for a 408, in three
-            // runs of three, even with a 60 s window: the rate check is off here.
-            ("CLAIMGATE_HTTP__BODY_MIN_BYTES_PER_SEC", "0"),
         ],
     )
 }
@@ -966,10 +961,10 @@ async fn sigterm_during_twenty_uploads_loses_no_acknowledged_file() {
             request.extend_from_slice(&body);
             let half = request.len() / 2;
             let mut stream = connect(addr, client_config(ClientOptions::default())).await?;
-            tokio::io::AsyncWriteExt::write_all(&mut stream, &request[..half]).await?;
+            send_bytes(&mut stream, &request[..half]).await?;
             ready.send(()).await.unwrap();
             go.wait_for(|go| *go).await.unwrap();
-            tokio::io::AsyncWriteExt::write_all(&mut stream, &request[half..]).await?;
+            send_bytes(&mut stream, &request[half..]).await?;
             read_response_within(&mut stream, PATIENCE).await
         }));
     }

@@ -1014,6 +1014,18 @@ impl Response {
     }
 }
 
+/// Writes all of `bytes` and flushes them. Over TLS, `write_all` alone only hands the
+/// plaintext to rustls: when the socket is full at the last write, the final records stay
+/// in the client's buffer and a client that then only reads waits forever (the gateway
+/// never sees the end of the body). Every TLS write of the tests goes through here.
+pub async fn send_bytes<S: AsyncWriteExt + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
 /// Sends raw request bytes and reads the response to the end of the connection.
 pub async fn request_with(
     addr: SocketAddr,
@@ -1021,7 +1033,7 @@ pub async fn request_with(
     request: &[u8],
 ) -> std::io::Result<Response> {
     let mut stream = connect(addr, config).await?;
-    stream.write_all(request).await?;
+    send_bytes(&mut stream, request).await?;
     read_response(&mut stream).await
 }
 
@@ -1034,7 +1046,7 @@ pub async fn request_within(
     limit: Duration,
 ) -> std::io::Result<Response> {
     let mut stream = connect(addr, config).await?;
-    stream.write_all(request).await?;
+    send_bytes(&mut stream, request).await?;
     read_response_within(&mut stream, limit).await
 }
 

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-
 use crate::helpers::*;
 
 const SECURITY_HEADERS: [(&str, &str); 5] = [
@@ -114,7 +112,7 @@ async fn post_head(
          Content-Type: application/json\r\n{framing}\r\n\r\n",
         app.admin_key
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
+    send_bytes(&mut stream, head.as_bytes()).await.unwrap();
     stream
 }
 
@@ -134,11 +132,11 @@ async fn an_undeclared_chunked_body_over_the_limit_gets_413() {
     let mut stream = post_head(&app, "Transfer-Encoding: chunked").await;
     let chunk = format!("200\r\n{}\r\n", "x".repeat(0x200));
     for _ in 0..4 {
-        if stream.write_all(chunk.as_bytes()).await.is_err() {
+        if send_bytes(&mut stream, chunk.as_bytes()).await.is_err() {
             break; // the server may answer and close before the rest arrives
         }
     }
-    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let _ = send_bytes(&mut stream, b"0\r\n\r\n").await;
     let response = read_response(&mut stream).await.unwrap();
     assert_error(&response, 413, "payload_too_large");
 }
@@ -160,11 +158,11 @@ async fn fifty_slow_body_clients_are_cut_off_while_a_normal_request_is_answered(
                 "POST /v1/admin/providers HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {key}\r\n\
                  Content-Type: application/json\r\nContent-Length: 200000\r\n\r\n"
             );
-            stream.write_all(head.as_bytes()).await.unwrap();
+            send_bytes(&mut stream, head.as_bytes()).await.unwrap();
             // One byte a second, for at most 30 s: the server must cut this off long before.
             let sender = async {
                 for _ in 0..30 {
-                    if stream.write_all(b"{").await.is_err() {
+                    if send_bytes(&mut stream, b"{").await.is_err() {
                         break;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -224,12 +222,10 @@ async fn slow_header_and_stalled_handshake_clients_are_closed_while_a_normal_req
             };
             established.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let trickle = async {
-                stream.write_all(b"GET /healthz HTTP/1.1\r\n").await?;
+                send_bytes(&mut stream, b"GET /healthz HTTP/1.1\r\n").await?;
                 for i in 0..30 {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    stream
-                        .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
-                        .await?;
+                    send_bytes(&mut stream, format!("X-Slow-{i}: 1\r\n").as_bytes()).await?;
                 }
                 Ok::<_, std::io::Error>(())
             };
@@ -301,7 +297,9 @@ async fn connections_over_the_per_address_cap_are_refused_and_slots_come_back() 
     }
     // The held connections still work, and closing one frees a slot.
     let mut first = held.remove(0);
-    first.write_all(get("/healthz").as_bytes()).await.unwrap();
+    send_bytes(&mut first, get("/healthz").as_bytes())
+        .await
+        .unwrap();
     assert_eq!(read_response(&mut first).await.unwrap().status, 200);
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;

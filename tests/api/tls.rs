@@ -52,7 +52,9 @@ async fn tls13_and_tls12_clients_reach_healthz() {
             rustls::ProtocolVersion::TLSv1_2
         };
         assert_eq!(stream.get_ref().1.protocol_version(), Some(expected));
-        stream.write_all(get("/healthz").as_bytes()).await.unwrap();
+        send_bytes(&mut stream, get("/healthz").as_bytes())
+            .await
+            .unwrap();
         let response = read_response(&mut stream).await.unwrap();
         assert_eq!(response.status, 200, "TLS 1.{} client", version - 10);
         assert_eq!(response.json()["status"], "alive");
@@ -282,7 +284,7 @@ async fn http2_is_not_spoken_so_rapid_reset_has_no_stream_to_reset() {
         burst.extend_from_slice(&stream_id.to_be_bytes());
         burst.extend_from_slice(&8u32.to_be_bytes());
     }
-    let _ = stream.write_all(&burst).await; // the server may close before the end
+    let _ = send_bytes(&mut stream, &burst).await; // the server may close before the end
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     assert!(
