@@ -4,6 +4,13 @@
 //! type-checked against that backend's driver; only connection set-up and features that
 //! exist on one backend alone (roles, row-level security) are written per backend.
 
+/// The provider columns `provider_from` reads, for `concat!` into every provider query.
+macro_rules! provider_columns {
+    () => {
+        "code, name, created_at, disabled_at, interchange_control"
+    };
+}
+
 /// Expands the portable queries for one pool type and its row type.
 macro_rules! portable_queries {
     ($pool:ty, $row:ty, $db:ty) => {
@@ -50,8 +57,11 @@ macro_rules! portable_queries {
         ) -> Result<Provider, StoreError> {
             let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
-                "INSERT INTO providers (code, name, created_at, interchange_control) VALUES ($1, $2, $3, $4) \
-                 RETURNING code, name, created_at, disabled_at, interchange_control",
+                concat!(
+                    "INSERT INTO providers (code, name, created_at, interchange_control) \
+                     VALUES ($1, $2, $3, $4) RETURNING ",
+                    super::queries::provider_columns!()
+                ),
             )
             .bind(code.as_str())
             .bind(name.as_str())
@@ -64,7 +74,7 @@ macro_rules! portable_queries {
         }
 
         pub(super) async fn list_providers(pool: &$pool) -> Result<Vec<Provider>, StoreError> {
-            sqlx::query("SELECT code, name, created_at, disabled_at, interchange_control FROM providers ORDER BY code")
+            sqlx::query(concat!("SELECT ", super::queries::provider_columns!(), " FROM providers ORDER BY code"))
                 .fetch_all(pool)
                 .await?
                 .iter()
@@ -83,8 +93,10 @@ macro_rules! portable_queries {
         ) -> Result<Provider, StoreError> {
             let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
-                "UPDATE providers SET disabled_at = coalesce(disabled_at, $2) WHERE code = $1 \
-                 RETURNING code, name, created_at, disabled_at, interchange_control",
+                concat!(
+                    "UPDATE providers SET disabled_at = coalesce(disabled_at, $2) WHERE code = $1 RETURNING ",
+                    super::queries::provider_columns!()
+                ),
             )
             .bind(code.as_str())
             .bind(now)
@@ -106,8 +118,10 @@ macro_rules! portable_queries {
         ) -> Result<Provider, StoreError> {
             let mut tx = begin_write(pool).await?;
             let row = sqlx::query(
-                "UPDATE providers SET interchange_control = $2 WHERE code = $1 \
-                 RETURNING code, name, created_at, disabled_at, interchange_control",
+                concat!(
+                    "UPDATE providers SET interchange_control = $2 WHERE code = $1 RETURNING ",
+                    super::queries::provider_columns!()
+                ),
             )
             .bind(code.as_str())
             .bind(policy.as_str())
@@ -122,7 +136,7 @@ macro_rules! portable_queries {
             pool: &$pool,
             code: &ProviderCode,
         ) -> Result<Option<Provider>, StoreError> {
-            sqlx::query("SELECT code, name, created_at, disabled_at, interchange_control FROM providers WHERE code = $1")
+            sqlx::query(concat!("SELECT ", super::queries::provider_columns!(), " FROM providers WHERE code = $1"))
                 .bind(code.as_str())
                 .fetch_optional(pool)
                 .await?
@@ -2128,3 +2142,4 @@ macro_rules! portable_queries {
 }
 
 pub(super) use portable_queries;
+pub(super) use provider_columns;
